@@ -1,0 +1,1 @@
+"""Shared code of the MovieRecs functions: config, clients, the like event, HTTP errors, telemetry."""
