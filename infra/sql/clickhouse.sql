@@ -1,0 +1,38 @@
+-- MovieRecs ClickHouse schema (idempotent; applied through the chDB HTTP endpoint by `up`).
+-- One statement per ";"-terminated block; database `movierecs` (see docs/DESIGN.md).
+CREATE DATABASE IF NOT EXISTS movierecs;
+
+CREATE TABLE IF NOT EXISTS movierecs.ratings (
+    user_id  UInt32,
+    movie_id UInt32,
+    rating   UInt8,
+    ts       DateTime('UTC')
+) ENGINE = ReplacingMergeTree ORDER BY (user_id, movie_id);
+
+CREATE TABLE IF NOT EXISTS movierecs.likes (
+    event_id    String,
+    user_id     UInt32,
+    movie_id    UInt32,
+    ts          DateTime64(3, 'UTC'),
+    ingested_at DateTime64(3, 'UTC')
+) ENGINE = ReplacingMergeTree ORDER BY (user_id, event_id);
+
+CREATE TABLE IF NOT EXISTS movierecs.dead_letters (
+    ts        DateTime64(3, 'UTC'),
+    topic     String,
+    partition UInt32,
+    offset    UInt64,
+    key       String,
+    value     String,
+    reason    String
+) ENGINE = MergeTree ORDER BY ts;
+
+CREATE TABLE IF NOT EXISTS movierecs.requests (
+    ts            DateTime64(3, 'UTC'),
+    function      LowCardinality(String),
+    route         String,
+    status        UInt16,
+    latency_ms    Float32,
+    model_version String,
+    request_id    String
+) ENGINE = MergeTree ORDER BY ts;
