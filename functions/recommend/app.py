@@ -1,10 +1,73 @@
-"""recommend: the read side of the public API (Chalice app; routes only, logic in movierecs_core)."""
-from chalice import Chalice, Response
+"""recommend: the read side of the public API. Routes only; the logic is movierecs_core.service.
 
-app = Chalice(app_name="movierecs-recommend")
+One execution environment keeps one model (reloaded when models/CURRENT moves), one
+PostgreSQL connection and one ClickHouse client across invocations.
+"""
+from __future__ import annotations
+
+from movierecs_core import service
+from movierecs_core.catalog import Catalog
+from movierecs_core.clickhouse import get_client, reset_client
+from movierecs_core.config import settings
+from movierecs_core.models import ModelHolder, s3_client
+from movierecs_core.postgres import Postgres
+from movierecs_core.validation import parse_bounded, parse_id
+from movierecs_core.web import ApiApp, json_response
+
+cfg = settings()
+
+
+def _store():
+    from movierecs_serving import ModelStore
+
+    return ModelStore(s3_client(), cfg.model_bucket, prefix=cfg.model_prefix)
+
+
+models = ModelHolder(_store, cfg.model_cache_dir, check_seconds=cfg.model_check_seconds)
+reads = service.Reads(
+    models=models,
+    clickhouse=lambda: get_client(cfg.clickhouse_url),
+    catalog=Catalog(Postgres(cfg.postgres_dsn)),
+    reset_clickhouse=lambda: reset_client(cfg.clickhouse_url),
+)
+app = ApiApp("movierecs-recommend", "recommend", model_version=lambda: models.version or "")
+tracer = app.tracer
 
 
 @app.route("/health", methods=["GET"])
-def health() -> Response:
+def health():
     """Liveness plus the model version this environment serves."""
-    return Response(body={"status": "ok", "model_version": ""}, status_code=200)
+    return json_response(service.health(reads))
+
+
+@app.route("/noop", methods=["GET"])
+def noop():
+    """No I/O at all: the API Gateway + Lambda + Chalice baseline for bench/api.py (not in the contract)."""
+    return json_response({"status": "ok"})
+
+
+@app.route("/recommendations", methods=["GET"])
+@tracer.capture_method
+def recommendations():
+    user_id = parse_id("user_id", app.query("user_id"))
+    k = parse_bounded("k", app.query("k"), 1, 100, 10)
+    return json_response(service.recommendations(reads, user_id, k))
+
+
+@app.route("/movies/{movie_id}", methods=["GET"])
+def movie(movie_id):
+    return json_response(service.movie(reads, parse_id("movie_id", movie_id)))
+
+
+@app.route("/movies/{movie_id}/similar", methods=["GET"])
+def similar(movie_id):
+    mid = parse_id("movie_id", movie_id)
+    k = parse_bounded("k", app.query("k"), 1, 100, 10)
+    return json_response(service.similar(reads, mid, k))
+
+
+@app.route("/users/{user_id}/likes", methods=["GET"])
+def user_likes(user_id):
+    uid = parse_id("user_id", user_id)
+    limit = parse_bounded("limit", app.query("limit"), 1, 1000, 50)
+    return json_response(service.likes(reads, uid, limit))

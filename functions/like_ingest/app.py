@@ -1,0 +1,26 @@
+"""like_ingest: POST /likes -> Kafka topic ``interactions`` (202 only after the broker's ack)."""
+from __future__ import annotations
+
+from movierecs_core import kafka
+from movierecs_core.catalog import Catalog
+from movierecs_core.config import settings
+from movierecs_core.events import LikeEvent
+from movierecs_core.ingest import MAX_BODY, Ingest, accept_like
+from movierecs_core.postgres import Postgres
+from movierecs_core.web import ApiApp, json_response
+
+cfg = settings()
+
+
+def _send(event: LikeEvent):
+    return kafka.send_and_wait(cfg.kafka_bootstrap, cfg.kafka_topic, event.key_bytes(), event.to_bytes())
+
+
+ingest = Ingest(catalog=Catalog(Postgres(cfg.postgres_dsn)), send=_send)
+app = ApiApp("movierecs-like-ingest", "like_ingest")
+
+
+@app.route("/likes", methods=["POST"])
+def post_like():
+    body = app.json_body(max_bytes=MAX_BODY)
+    return json_response(accept_like(ingest, body), status=202)

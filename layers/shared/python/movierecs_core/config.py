@@ -1,0 +1,57 @@
+"""Settings the functions read from their environment (names fixed in docs/DESIGN.md).
+
+One frozen object per process, so every module agrees on endpoints and nobody reads
+``os.environ`` ad hoc.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from functools import lru_cache
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Endpoints and names; defaults are the local stack's (docs/DESIGN.md, Ports)."""
+
+    clickhouse_url: str = "http://127.0.0.1:18123"
+    postgres_dsn: str = "postgresql://movierecs@127.0.0.1:15432/movierecs"
+    kafka_bootstrap: str = "127.0.0.1:19092"
+    kafka_topic: str = "interactions"
+    model_bucket: str = ""
+    model_prefix: str = "models/"
+    model_cache_dir: str = "/tmp/movierecs-models"
+    model_check_seconds: float = 2.0
+    state_machine_arn: str = ""
+    admin_api_key: str = ""
+    function_log_groups: tuple[str, ...] = ()
+    function_name: str = "local"
+    telemetry_enabled: bool = True
+
+    @classmethod
+    def from_env(cls, env: dict[str, str] | None = None) -> "Settings":
+        """Read the settings from ``env`` (default: ``os.environ``)."""
+        e = os.environ if env is None else env
+        d = cls()
+        groups = tuple(g for g in e.get("FUNCTION_LOG_GROUPS", "").split(",") if g.strip())
+        return cls(
+            clickhouse_url=e.get("CLICKHOUSE_URL", d.clickhouse_url),
+            postgres_dsn=e.get("POSTGRES_DSN", d.postgres_dsn),
+            kafka_bootstrap=e.get("KAFKA_BOOTSTRAP", d.kafka_bootstrap),
+            kafka_topic=e.get("KAFKA_TOPIC", d.kafka_topic),
+            model_bucket=e.get("MODEL_BUCKET", d.model_bucket),
+            model_prefix=e.get("MODEL_PREFIX", d.model_prefix),
+            model_cache_dir=e.get("MODEL_CACHE_DIR", d.model_cache_dir),
+            model_check_seconds=float(e.get("MODEL_CHECK_SECONDS", d.model_check_seconds)),
+            state_machine_arn=e.get("STATE_MACHINE_ARN", d.state_machine_arn),
+            admin_api_key=e.get("ADMIN_API_KEY", d.admin_api_key),
+            function_log_groups=tuple(g.strip() for g in groups),
+            function_name=e.get("AWS_LAMBDA_FUNCTION_NAME", d.function_name),
+            telemetry_enabled=e.get("MOVIERECS_TELEMETRY", "1") not in ("0", "false", "no"),
+        )
+
+
+@lru_cache(maxsize=1)
+def settings() -> Settings:
+    """The process-wide settings (read once per execution environment)."""
+    return Settings.from_env()

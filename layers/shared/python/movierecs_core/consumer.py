@@ -1,0 +1,154 @@
+"""The Kafka -> ClickHouse step: decode a Lambda Kafka event, validate, de-duplicate, insert.
+
+Why this shape:
+- one batched insert per invocation (row-at-a-time inserts manage ~150 rows/s here, a batch
+  ~1M rows/s);
+- idempotent: event ids already stored are skipped (one parametrized lookup per batch), and
+  the table's ReplacingMergeTree by (user_id, event_id) is the backstop;
+- a record that cannot be decoded or validated is a *dead letter* (written with its reason),
+  never a reason to fail the batch;
+- any ClickHouse error propagates, so the event source mapping retries the whole batch and
+  commits no offset: nothing is lost while ClickHouse is down.
+"""
+from __future__ import annotations
+
+import base64
+import binascii
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+from aws_lambda_powertools.utilities.kafka import ConsumerRecords, SchemaConfig
+
+from .events import InvalidEvent, LikeEvent, like_from_message
+
+LIKE_COLUMNS = ["event_id", "user_id", "movie_id", "ts", "ingested_at"]
+DEAD_COLUMNS = ["ts", "topic", "partition", "offset", "key", "value", "reason"]
+_MAX_DEAD_VALUE = 8192
+
+_EXISTING_SQL = (
+    "SELECT DISTINCT user_id, event_id FROM likes "
+    "WHERE user_id IN {users:Array(UInt32)} AND event_id IN {ids:Array(String)}"
+)
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    """A record that was not stored as a like, and why."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: str
+    value: str
+    reason: str
+
+
+@dataclass
+class Decoded:
+    """A batch split into valid likes (first occurrence of each event id) and dead letters."""
+
+    likes: list[LikeEvent] = field(default_factory=list)
+    dead: list[DeadLetter] = field(default_factory=list)
+    duplicates_in_batch: int = 0
+    total: int = 0
+
+
+@dataclass
+class Stored:
+    """What one invocation did."""
+
+    received: int
+    inserted: int
+    already_stored: int
+    duplicates_in_batch: int
+    dead_letters: int
+
+    def as_dict(self) -> dict[str, int]:
+        return dict(self.__dict__)
+
+
+def _b64_text(raw: Any) -> str:
+    """Best-effort text of a base64 field, for dead letters."""
+    if raw is None:
+        return ""
+    try:
+        return base64.b64decode(raw, validate=True).decode("utf-8", errors="replace")[:_MAX_DEAD_VALUE]
+    except (binascii.Error, ValueError, TypeError):
+        return str(raw)[:_MAX_DEAD_VALUE]
+
+
+def decode_event(event: dict[str, Any]) -> Decoded:
+    """Decode every record of a Lambda Kafka event (self-managed or MSK) with Powertools."""
+    out = Decoded()
+    seen: set[tuple[int, str]] = set()
+    records = ConsumerRecords(event, schema_config=SchemaConfig(value_schema_type="JSON"))
+    for record in records.records:
+        out.total += 1
+        raw = dict(record.raw_event)
+        topic = str(raw.get("topic", ""))
+        partition = int(raw.get("partition", 0) or 0)
+        offset = int(raw.get("offset", 0) or 0)
+        key = _b64_text(raw.get("key"))
+
+        def dead(reason: str) -> None:
+            out.dead.append(DeadLetter(topic, partition, offset, key, _b64_text(raw.get("value")), reason))
+
+        if raw.get("value") is None:
+            dead("the record has no value")
+            continue
+        try:
+            value = record.value
+        except Exception as exc:  # Powertools raises its own deserialization errors
+            dead(f"undecodable value: {type(exc).__name__}: {str(exc)[:200]}")
+            continue
+        try:
+            like = like_from_message(value)
+        except InvalidEvent as exc:
+            dead(f"invalid like: {exc}")
+            continue
+        ident = (like.user_id, like.event_id)
+        if ident in seen:
+            out.duplicates_in_batch += 1
+            continue
+        seen.add(ident)
+        out.likes.append(like)
+    return out
+
+
+def existing_ids(ch: Any, likes: Iterable[LikeEvent]) -> set[tuple[int, str]]:
+    """(user_id, event_id) pairs of ``likes`` that are already stored."""
+    likes = list(likes)
+    if not likes:
+        return set()
+    users = sorted({like.user_id for like in likes})
+    ids = sorted({like.event_id for like in likes})
+    rows = ch.query(_EXISTING_SQL, parameters={"users": users, "ids": ids}).result_rows
+    return {(int(u), str(e)) for u, e in rows}
+
+
+def store(ch: Any, decoded: Decoded, now: datetime | None = None) -> Stored:
+    """Insert the new likes (one insert) and the dead letters (one insert); errors propagate."""
+    now = now or datetime.now(timezone.utc)
+    stored = existing_ids(ch, decoded.likes)
+    new = [like for like in decoded.likes if (like.user_id, like.event_id) not in stored]
+    if new:
+        ch.insert(
+            "likes",
+            [[like.event_id, like.user_id, like.movie_id, like.ts, now] for like in new],
+            column_names=LIKE_COLUMNS,
+        )
+    if decoded.dead:
+        ch.insert(
+            "dead_letters",
+            [[now, d.topic, d.partition, d.offset, d.key, d.value, d.reason[:1000]] for d in decoded.dead],
+            column_names=DEAD_COLUMNS,
+        )
+    return Stored(
+        received=decoded.total,
+        inserted=len(new),
+        already_stored=len(decoded.likes) - len(new),
+        duplicates_in_batch=decoded.duplicates_in_batch,
+        dead_letters=len(decoded.dead),
+    )

@@ -1,0 +1,34 @@
+"""The one error type handlers raise for a client-visible failure.
+
+Every API answer that is not a success has the contract's shape ``{"error": "..."}``; raising
+``ApiError(status, message)`` anywhere below a handler produces exactly that.
+"""
+from __future__ import annotations
+
+
+class ApiError(Exception):
+    """An HTTP error with a human message saying what went wrong and what to do."""
+
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+    def body(self) -> dict[str, str]:
+        """The contract's error body."""
+        return {"error": self.message}
+
+
+def bad_request(message: str) -> ApiError:
+    """400: the request itself is wrong."""
+    return ApiError(400, message)
+
+
+def not_found(message: str) -> ApiError:
+    """404: a well-formed id that does not exist."""
+    return ApiError(404, message)
+
+
+def unavailable(message: str) -> ApiError:
+    """503: a dependency is down; retrying later may work."""
+    return ApiError(503, message)

@@ -1,0 +1,68 @@
+"""The Kafka producer of an execution environment (kafka-python), created once and reused.
+
+``send_and_wait`` returns only after the broker acknowledged the record (acks='all'), so the
+API's 202 is never a lie; when the broker is unreachable it raises a 503 ``ApiError``.
+"""
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+from .errors import unavailable
+
+_lock = threading.Lock()
+_producers: dict[str, Any] = {}
+
+
+def _new_producer(bootstrap: str) -> Any:
+    from kafka import KafkaProducer
+
+    return KafkaProducer(
+        bootstrap_servers=[s.strip() for s in bootstrap.split(",") if s.strip()],
+        acks="all",
+        linger_ms=0,
+        retries=3,
+        request_timeout_ms=4000,
+        max_block_ms=4000,
+        api_version_auto_timeout_ms=4000,
+        reconnect_backoff_max_ms=1000,
+        client_id="movierecs-like-ingest",
+    )
+
+
+def get_producer(bootstrap: str) -> Any:
+    """The shared producer (connects on first use)."""
+    with _lock:
+        p = _producers.get(bootstrap)
+        if p is None:
+            try:
+                p = _new_producer(bootstrap)
+            except Exception as exc:
+                raise unavailable(
+                    f"the event broker is unavailable ({type(exc).__name__}); the like was not recorded, retry shortly"
+                ) from exc
+            _producers[bootstrap] = p
+        return p
+
+
+def reset_producer(bootstrap: str) -> None:
+    """Drop a producer that failed, so the next request builds a fresh one."""
+    with _lock:
+        p = _producers.pop(bootstrap, None)
+    if p is not None:
+        try:
+            p.close(timeout=0)
+        except Exception:
+            pass
+
+
+def send_and_wait(bootstrap: str, topic: str, key: bytes, value: bytes, timeout: float = 5.0) -> Any:
+    """Produce one record and wait for the broker's acknowledgement; returns its metadata."""
+    producer = get_producer(bootstrap)
+    try:
+        return producer.send(topic, key=key, value=value).get(timeout=timeout)
+    except Exception as exc:
+        reset_producer(bootstrap)
+        raise unavailable(
+            f"the event broker did not acknowledge the like ({type(exc).__name__}); it was not recorded, retry shortly"
+        ) from exc

@@ -1,0 +1,108 @@
+"""The read side of the API (recommend function): plain functions over injected dependencies.
+
+``Reads`` bundles the environment's model holder, ClickHouse client getter and movie
+catalog, so unit tests can pass fakes and the handler stays a list of routes.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from .catalog import Catalog
+from .errors import ApiError, not_found, unavailable
+from .events import format_ts
+from .interactions import user_history, user_likes
+from .models import ModelHolder
+
+# Extra candidates asked from the model, in case a movie is missing from the catalogue.
+_MARGIN = 5
+
+
+@dataclass
+class Reads:
+    """Dependencies of the read endpoints."""
+
+    models: ModelHolder
+    clickhouse: Callable[[], Any]
+    catalog: Catalog
+    reset_clickhouse: Callable[[], None] = lambda: None
+
+    def ch_query(self, fn: Callable[[Any], Any]) -> Any:
+        """Run ``fn(client)``; a ClickHouse failure becomes a 503 with a clear message."""
+        try:
+            return fn(self.clickhouse())
+        except ApiError:
+            raise
+        except Exception as exc:
+            self.reset_clickhouse()
+            raise unavailable(
+                f"the interactions store (ClickHouse) is unavailable ({type(exc).__name__}); retry shortly"
+            ) from exc
+
+
+def health(reads: Reads) -> dict[str, Any]:
+    """``{"status": "ok", "model_version"}``; the version is null when no model is loadable."""
+    try:
+        reads.models.get()
+    except ApiError:
+        pass
+    return {"status": "ok", "model_version": reads.models.version}
+
+
+def recommendations(reads: Reads, user_id: int, k: int) -> dict[str, Any]:
+    """Top-k for a user with their likes folded in; never a rated/liked movie, never a repeat."""
+    rec = reads.models.get()
+    history = reads.ch_query(lambda ch: user_history(ch, user_id))
+    seen = history.seen
+    r = rec.recommend(user_id, k + _MARGIN, liked=history.liked, exclude=history.rated)
+    candidates = [(m, s) for m, s in r.items if m not in seen]
+    movies = reads.catalog.get_many(m for m, _ in candidates)
+    items: list[dict[str, Any]] = []
+    used: set[int] = set()
+    for movie_id, score in candidates:
+        movie = movies.get(movie_id)
+        if movie is None or movie_id in used:
+            continue
+        used.add(movie_id)
+        items.append({**movie.to_json(), "score": round(float(score), 6)})
+        if len(items) == k:
+            break
+    return {"user_id": user_id, "k": k, "model_version": r.model_version, "strategy": r.strategy, "items": items}
+
+
+def movie(reads: Reads, movie_id: int) -> dict[str, Any]:
+    """One catalogue row; 404 when unknown."""
+    m = reads.catalog.get(movie_id)
+    if m is None:
+        raise not_found(f"movie {movie_id} does not exist")
+    return m.to_json()
+
+
+def similar(reads: Reads, movie_id: int, k: int) -> dict[str, Any]:
+    """Movies closest to ``movie_id`` in the model's item space (empty if the model never saw it)."""
+    if reads.catalog.get(movie_id) is None:
+        raise not_found(f"movie {movie_id} does not exist")
+    rec = reads.models.get()
+    if not rec.has_item(movie_id):
+        return {"movie_id": movie_id, "model_version": rec.model_version, "items": []}
+    pairs = rec.similar(movie_id, k + _MARGIN)
+    movies = reads.catalog.get_many(m for m, _ in pairs)
+    items = [{**movies[m].to_json(), "score": round(float(s), 6)} for m, s in pairs if m in movies and m != movie_id]
+    return {"movie_id": movie_id, "model_version": rec.model_version, "items": items[:k]}
+
+
+def likes(reads: Reads, user_id: int, limit: int) -> dict[str, Any]:
+    """The user's likes, newest first, with titles."""
+    rows = reads.ch_query(lambda ch: user_likes(ch, user_id, limit))
+    movies = reads.catalog.get_many(m for _, m, _ in rows)
+    items = [
+        {
+            "movie_id": m,
+            "title": movies[m].title if m in movies else None,
+            "ts": format_ts(ts),
+            "event_id": e,
+        }
+        for e, m, ts in rows
+    ]
+    return {"user_id": user_id, "items": items}

@@ -1,0 +1,52 @@
+"""Parsing of ids and bounded integers from path and query strings, with clear messages.
+
+API Gateway hands every path and query value over as text; these helpers turn it into an
+int or raise a 400 that names the parameter and the accepted range.
+"""
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+
+from .errors import bad_request
+
+_INT_RE = re.compile(r"^[+]?\d{1,10}$")
+MAX_ID = 2**31 - 1  # PostgreSQL int and the ClickHouse UInt32 columns both hold this
+
+
+def parse_id(name: str, raw: object) -> int:
+    """A positive integer id (1..2^31-1); ``raw`` is text from a path/query or a JSON value."""
+    if raw is None or raw == "":
+        raise bad_request(f"'{name}' is required: give a positive integer")
+    if isinstance(raw, bool):
+        raise bad_request(f"'{name}' must be a positive integer, not a boolean")
+    if isinstance(raw, int):
+        value = raw
+    elif isinstance(raw, str) and _INT_RE.match(raw.strip()):
+        value = int(raw.strip())
+    else:
+        shown = str(raw)[:40]
+        raise bad_request(f"'{name}' must be a positive integer, got '{shown}'")
+    if value < 1 or value > MAX_ID:
+        raise bad_request(f"'{name}' must be a positive integer between 1 and {MAX_ID}, got {value}")
+    return value
+
+
+def parse_bounded(name: str, raw: str | None, low: int, high: int, default: int) -> int:
+    """An optional integer query parameter within [low, high]; ``default`` when absent."""
+    if raw is None:
+        return default
+    text = raw.strip()
+    if not re.match(r"^[+-]?\d{1,12}$", text):
+        raise bad_request(f"'{name}' must be an integer between {low} and {high}, got '{raw[:40]}'")
+    value = int(text)
+    if value < low or value > high:
+        raise bad_request(f"'{name}' must be between {low} and {high}, got {value}")
+    return value
+
+
+def query_param(params: Mapping[str, str] | None, name: str) -> str | None:
+    """One query parameter's value, or None (Chalice gives None instead of an empty mapping)."""
+    if not params:
+        return None
+    return params.get(name)
