@@ -1,0 +1,96 @@
+"""Shared UI pieces: navigation bar, poster, movie card, page shell."""
+from __future__ import annotations
+
+import reflex as rx
+
+from .state import Movie
+
+
+def nav_link(text: str, href: str, icon: str) -> rx.Component:
+    return rx.link(
+        rx.hstack(rx.icon(icon, size=16),
+                  rx.text(text, size="2", weight="medium", display=["none", "block"]),
+                  spacing="2", align="center"),
+        href=href, aria_label=text, title=text, underline="none", color_scheme="gray", high_contrast=True,
+        padding_x="0.75em", padding_y="0.4em", border_radius="8px",
+        _hover={"background": rx.color("gray", 4)},
+    )
+
+
+def navbar() -> rx.Component:
+    return rx.box(
+        rx.hstack(
+            rx.link(
+                rx.hstack(rx.icon("clapperboard", size=22, color=rx.color("accent", 10)),
+                          rx.heading("MovieRecs", size="5", weight="bold"), spacing="2",
+                          align="center"),
+                href="/", underline="none", high_contrast=True,
+            ),
+            rx.spacer(),
+            rx.hstack(nav_link("Recommendations", "/", "sparkles"),
+                      nav_link("Ops", "/ops", "activity"), spacing="1"),
+            align="center", width="100%", max_width="1200px", margin_x="auto",
+            padding_x="1em", padding_y="0.75em",
+        ),
+        as_="nav", aria_label="Main", position="sticky", top="0", z_index="10",
+        background=rx.color("gray", 1, alpha=True), backdrop_filter="blur(10px)",
+        border_bottom=f"1px solid {rx.color('gray', 4)}",
+    )
+
+
+def shell(*children: rx.Component) -> rx.Component:
+    return rx.box(
+        navbar(),
+        rx.box(*children, as_="main", max_width="1200px", margin_x="auto",
+               padding_x=["0.75em", "1em", "1.5em"], padding_y="1.25em"),
+        min_height="100vh",
+    )
+
+
+def poster(m: Movie, height=("150px", "190px")) -> rx.Component:
+    return rx.box(
+        rx.text(m.initials, font_size="2.6em", font_weight="800", letter_spacing="-0.04em",
+                color="rgba(255,255,255,0.92)", text_shadow="0 2px 12px rgba(0,0,0,0.35)"),
+        rx.text(m.year, position="absolute", bottom="8px", right="10px", size="1",
+                weight="bold", color="rgba(255,255,255,0.85)"),
+        rx.icon("film", size=14, color="rgba(255,255,255,0.7)", position="absolute",
+                top="9px", left="10px"),
+        background=m.poster, height=list(height), width="100%", display="flex",
+        align_items="center", justify_content="center", position="relative",
+        role="img", aria_label=m.title + " poster",
+    )
+
+
+def like_button(m: Movie, on_like) -> rx.Component:
+    return rx.button(
+        rx.icon("heart", size=15, fill=rx.cond(m.liked, "currentColor", "none")),
+        rx.cond(m.liked, rx.cond(m.pending, "Liking…", "Liked"), "Like"),
+        on_click=on_like(m.movie_id),
+        variant=rx.cond(m.liked, "solid", "soft"),
+        color_scheme=rx.cond(m.liked, "ruby", "gray"),
+        size="2", width="100%",
+        aria_label=rx.cond(m.liked, "Liked " + m.title, "Like " + m.title),
+        aria_pressed=rx.cond(m.liked, "true", "false"),
+        class_name="like-button",
+        data_liked=rx.cond(m.liked, "true", "false"),
+    )
+
+
+def movie_card(m: Movie, on_like, poster_height=("150px", "190px")) -> rx.Component:
+    return rx.card(
+        rx.inset(poster(m, poster_height), side="top", pb="current"),
+        rx.vstack(
+            rx.text(m.title, size="2", weight="bold", trim="both", line_clamp=2,
+                    title=m.title, class_name="movie-title"),
+            rx.text(m.genres, size="1", color_scheme="gray", line_clamp=1),
+            like_button(m, on_like),
+            spacing="2", padding_top="0.6em",
+        ),
+        class_name="movie-card", data_movie_id=m.movie_id.to_string(),
+        style={"transition": "transform 120ms ease", "_hover": {"transform": "translateY(-2px)"}},
+    )
+
+
+def section_title(text, icon: str) -> rx.Component:
+    return rx.hstack(rx.icon(icon, size=18, color=rx.color("accent", 10)),
+                     rx.heading(text, size="4", weight="bold"), spacing="2", align="center")

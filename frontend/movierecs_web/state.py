@@ -1,0 +1,388 @@
+"""Reflex state: runs on the Reflex backend; each handler calls the API through `api`.
+
+Handlers are async and run the blocking `requests` calls in a thread, so one slow API
+call does not stall other browser sessions. State vars are sent to the browser: nothing
+secret (the admin key) is ever stored in them.
+"""
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import datetime as dt
+import random
+
+import reflex as rx
+
+from . import api, posters
+
+EXAMPLE_USERS = [1, 42, 1000]
+NEW_USER_MIN = 100_001
+NEW_USER_MAX = 999_999
+SIMILAR_K = 6
+STRATEGY_TEXT = {
+    "personal": "Personal: this user is in the model; newer likes are folded in.",
+    "fold_in": "Fold-in: a new user; their taste vector is solved from their likes.",
+    "popular": "Popular: no signal for this user yet. Like a few movies to personalise.",
+}
+
+
+@dataclasses.dataclass
+class Movie:
+    """A movie card as the browser renders it (poster precomputed here)."""
+
+    movie_id: int = 0
+    title: str = ""
+    year: str = ""
+    genres: str = ""
+    initials: str = ""
+    poster: str = ""
+    liked: bool = False
+    pending: bool = False
+
+
+@dataclasses.dataclass
+class Like:
+    movie_id: int = 0
+    title: str = ""
+    when: str = ""
+
+
+def to_movie(item: dict, liked: set[int]) -> Movie:
+    title = str(item.get("title") or f"Movie {item.get('movie_id')}")
+    genres = [str(g) for g in item.get("genres") or []]
+    year = item.get("year")
+    return Movie(
+        movie_id=int(item["movie_id"]), title=title, year=str(year) if year else "",
+        genres=" · ".join(genres), initials=posters.initials(title),
+        poster=posters.background(title, genres), liked=int(item["movie_id"]) in liked,
+    )
+
+
+def _ago(ts: str, now: dt.datetime) -> str:
+    try:
+        t = dt.datetime.fromisoformat(str(ts).replace("Z", "+00:00"))
+    except ValueError:
+        return str(ts)
+    if t.tzinfo is None:
+        t = t.replace(tzinfo=dt.timezone.utc)
+    s = max(0, int((now - t).total_seconds()))
+    if s < 60:
+        return "just now"
+    if s < 3600:
+        return f"{s // 60} min ago"
+    if s < 86400:
+        return f"{s // 3600} h ago"
+    return t.strftime("%Y-%m-%d")
+
+
+def parse_user_id(text: str) -> int:
+    """A positive integer user id, or ValueError with a message saying what to type."""
+    try:
+        value = int(str(text).strip())
+    except ValueError:
+        raise ValueError("User id must be a whole number, e.g. 42.") from None
+    if value <= 0:
+        raise ValueError("User id must be a positive number, e.g. 42.")
+    return value
+
+
+def parse_k(text: str) -> int:
+    try:
+        value = int(str(text).strip())
+    except ValueError:
+        raise ValueError("Number of recommendations must be a whole number from 1 to 100.") from None
+    if not 1 <= value <= 100:
+        raise ValueError("Number of recommendations must be from 1 to 100.")
+    return value
+
+
+class RecState(rx.State):
+    """The recommendations page."""
+
+    user_id_text: str = "42"
+    k_text: str = "12"
+    user_id: int = 0
+    items: list[Movie] = []
+    strategy: str = ""
+    model_version: str = ""
+    loading: bool = False
+    error: str = ""
+    likes: list[Like] = []
+    similar_to: str = ""
+    similar: list[Movie] = []
+    side_error: str = ""
+
+    @rx.var
+    def strategy_text(self) -> str:
+        return STRATEGY_TEXT.get(self.strategy, "")
+
+    @rx.var
+    def strategy_color(self) -> str:
+        return {"personal": "grass", "fold_in": "amber", "popular": "gray"}.get(self.strategy, "gray")
+
+    @rx.event
+    def set_user_id_text(self, value: str):
+        self.user_id_text = value
+
+    @rx.event
+    def set_k_text(self, value: str):
+        self.k_text = value
+
+    @rx.event
+    async def pick_user(self, user_id: int):
+        self.user_id_text = str(user_id)
+        async for update in self._fetch():
+            yield update
+
+    @rx.event
+    async def new_user(self):
+        self.user_id_text = str(random.randint(NEW_USER_MIN, NEW_USER_MAX))
+        async for update in self._fetch():
+            yield update
+
+    @rx.event
+    async def submit(self, form_data: dict):
+        async for update in self._fetch():
+            yield update
+
+    async def _fetch(self):
+        try:
+            user_id = parse_user_id(self.user_id_text)
+            k = parse_k(self.k_text)
+        except ValueError as exc:
+            self.error = str(exc)
+            return
+        self.loading, self.error = True, ""
+        if user_id != self.user_id:
+            self.items, self.similar, self.likes, self.similar_to = [], [], [], ""
+            self.strategy = self.model_version = ""
+        self.user_id = user_id
+        yield
+        try:
+            recs, likes = await asyncio.gather(
+                asyncio.to_thread(api.recommendations, user_id, k),
+                asyncio.to_thread(api.user_likes, user_id, 10),
+                return_exceptions=True,
+            )
+            if isinstance(recs, Exception):
+                raise recs
+        except api.ApiError as exc:
+            self.loading, self.error = False, f"Could not get recommendations: {exc}"
+            self.items = []
+            return
+        liked_ids = {int(x["movie_id"]) for x in likes["items"]} if isinstance(likes, dict) else set()
+        self.items = [to_movie(it, liked_ids) for it in recs.get("items", [])]
+        self.strategy = str(recs.get("strategy", ""))
+        self.model_version = str(recs.get("model_version", ""))
+        self.loading = False
+        if isinstance(likes, dict):
+            self._set_likes(likes)
+        else:
+            self.side_error = f"Could not load likes: {likes}"
+        yield
+        if self.likes:
+            await self._load_similar(self.likes[0].movie_id, self.likes[0].title)
+
+    def _set_likes(self, data: dict) -> None:
+        now = dt.datetime.now(dt.timezone.utc)
+        self.likes = [Like(movie_id=int(x["movie_id"]), title=str(x.get("title", "")),
+                           when=_ago(x.get("ts", ""), now)) for x in data.get("items", [])]
+        self.side_error = ""
+
+    async def _load_similar(self, movie_id: int, title: str) -> None:
+        try:
+            data = await asyncio.to_thread(api.similar, movie_id, SIMILAR_K)
+        except api.ApiError as exc:
+            self.side_error = f"Could not load similar movies: {exc}"
+            return
+        liked = {x.movie_id for x in self.likes}
+        self.similar_to = title
+        self.similar = [to_movie(it, liked) for it in data.get("items", [])]
+
+    def _mark(self, movie_id: int, liked: bool, pending: bool) -> str:
+        title = ""
+        for name in ("items", "similar"):
+            cards = getattr(self, name)
+            new = []
+            for m in cards:
+                if m.movie_id == movie_id:
+                    m = dataclasses.replace(m, liked=liked, pending=pending)
+                    title = m.title
+                new.append(m)
+            setattr(self, name, new)
+        return title
+
+    @rx.event
+    async def like(self, movie_id: int):
+        if not self.user_id or any(m.movie_id == movie_id and m.liked
+                                   for m in [*self.items, *self.similar]):
+            return
+        user_id = self.user_id
+        title = self._mark(movie_id, liked=True, pending=True)  # optimistic
+        yield
+        try:
+            await asyncio.to_thread(api.like, user_id, movie_id)
+        except api.ApiError as exc:
+            self._mark(movie_id, liked=False, pending=False)
+            self.error = f"Could not like “{title}”: {exc}"
+            yield rx.toast.error(f"Like failed: {exc}", id=f"like-{movie_id}")
+            return
+        self._mark(movie_id, liked=True, pending=False)
+        self.error = ""
+        self.likes = [Like(movie_id=movie_id, title=title, when="just now"),
+                      *[x for x in self.likes if x.movie_id != movie_id]][:10]
+        yield rx.toast.success(f"Liked “{title}”", id=f"like-{movie_id}", duration=2500)
+        await self._load_similar(movie_id, title)
+
+
+@dataclasses.dataclass
+class Version:
+    version: str = ""
+    created_at: str = ""
+    status: str = ""
+    promoted: bool = False
+    current: bool = False
+    metrics: str = ""
+
+
+@dataclasses.dataclass
+class ErrorLine:
+    ts: str = ""
+    function: str = ""
+    message: str = ""
+    request_id: str = ""
+
+
+def merge_series(stats: dict) -> list[dict]:
+    """The per-minute series from /admin/stats as one row per minute for the charts."""
+    rows: dict[str, dict] = {}
+    names = {"requests": "requests", "errors": "errors", "latency_p50_ms": "p50",
+             "latency_p95_ms": "p95", "likes": "likes"}
+    for key, col in names.items():
+        for point in stats.get(key) or []:
+            t = str(point.get("t", ""))
+            row = rows.setdefault(t, {"t": t, "minute": t[11:16] or t, "requests": 0, "rps": 0.0,
+                                      "errors": 0, "p50": 0.0, "p95": 0.0, "likes": 0})
+            v = point.get("v") or 0
+            row[col] = round(float(v), 2)
+    for row in rows.values():
+        row["rps"] = round(row["requests"] / 60.0, 3)
+    return [rows[t] for t in sorted(rows)]
+
+
+def _fmt_metrics(metrics: dict) -> str:
+    parts = []
+    for name, value in sorted((metrics or {}).items()):
+        parts.append(f"{name} {value:.4f}" if isinstance(value, float) else f"{name} {value}")
+    return ", ".join(parts) or "—"
+
+
+class OpsState(rx.State):
+    """The ops page: stats charts, error log, model versions, reload/rollback, retrain."""
+
+    minutes: str = "60"
+    series: list[dict[str, float | int | str]] = []
+    total_requests: int = 0
+    total_errors: int = 0
+    total_likes: int = 0
+    last_p50: float = 0.0
+    last_p95: float = 0.0
+    peak_rps: float = 0.0
+    errors: list[ErrorLine] = []
+    versions: list[Version] = []
+    current: str = ""
+    loading: bool = False
+    error: str = ""
+    action_busy: str = ""
+    result: str = ""
+    result_ok: bool = True
+    updated: str = ""
+
+    @rx.event
+    async def set_minutes(self, value: str):
+        self.minutes = value
+        async for update in self.refresh():
+            yield update
+
+    @rx.event
+    async def refresh(self):
+        self.loading, self.error = True, ""
+        yield
+        minutes = int(self.minutes) if self.minutes.isdigit() else 60
+        stats, errs, models = await asyncio.gather(
+            asyncio.to_thread(api.admin_stats, minutes),
+            asyncio.to_thread(api.admin_errors, 20),
+            asyncio.to_thread(api.admin_models),
+            return_exceptions=True,
+        )
+        problems = []
+        if isinstance(stats, Exception):
+            problems.append(f"stats: {stats}")
+        else:
+            self._set_stats(stats)
+        if isinstance(errs, Exception):
+            problems.append(f"error log: {errs}")
+        else:
+            self.errors = [ErrorLine(ts=str(x.get("ts", "")), function=str(x.get("function", "")),
+                                     message=str(x.get("message", "")),
+                                     request_id=str(x.get("request_id", "")))
+                           for x in errs.get("items", [])]
+        if isinstance(models, Exception):
+            problems.append(f"models: {models}")
+        else:
+            self._set_models(models)
+        self.error = "Could not load " + "; ".join(problems) if problems else ""
+        self.updated = dt.datetime.now(dt.timezone.utc).strftime("%H:%M:%S UTC")
+        self.loading = False
+
+    def _set_stats(self, stats: dict) -> None:
+        rows = merge_series(stats)
+        self.series = rows
+        self.total_requests = int(sum(r["requests"] for r in rows))
+        self.total_errors = int(sum(r["errors"] for r in rows))
+        self.total_likes = int(sum(r["likes"] for r in rows))
+        self.peak_rps = max((r["rps"] for r in rows), default=0.0)
+        busy = [r for r in rows if r["requests"] > 0]
+        self.last_p50 = busy[-1]["p50"] if busy else 0.0
+        self.last_p95 = busy[-1]["p95"] if busy else 0.0
+
+    def _set_models(self, models: dict) -> None:
+        self.current = str(models.get("current") or "")
+        versions = sorted(models.get("versions") or [], key=lambda v: str(v.get("created_at", "")),
+                          reverse=True)
+        self.versions = [Version(version=str(v.get("version", "")),
+                                 created_at=str(v.get("created_at", ""))[:19].replace("T", " "),
+                                 status=str(v.get("status", "")), promoted=bool(v.get("promoted")),
+                                 current=str(v.get("version", "")) == self.current,
+                                 metrics=_fmt_metrics(v.get("metrics") or {}))
+                         for v in versions]
+
+    @rx.event
+    async def reload(self, version: str):
+        self.action_busy, self.result = version, ""
+        yield
+        try:
+            data = await asyncio.to_thread(api.admin_reload, version)
+        except api.ApiError as exc:
+            self.action_busy, self.result, self.result_ok = "", f"Reload of {version} failed: {exc}", False
+            yield rx.toast.error(self.result)
+            return
+        self.result, self.result_ok = f"Now serving model {data.get('model_version', version)}.", True
+        self.action_busy = ""
+        yield rx.toast.success(self.result)
+        async for update in self.refresh():
+            yield update
+
+    @rx.event
+    async def retrain(self):
+        self.action_busy, self.result = "retrain", ""
+        yield
+        try:
+            data = await asyncio.to_thread(api.admin_retrain)
+        except api.ApiError as exc:
+            self.action_busy, self.result, self.result_ok = "", f"Retrain did not start: {exc}", False
+            yield rx.toast.error(self.result)
+            return
+        self.action_busy = ""
+        self.result, self.result_ok = f"Retraining started: {data.get('execution_arn', '')}", True
+        yield rx.toast.success("Retraining started")
