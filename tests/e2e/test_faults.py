@@ -92,26 +92,18 @@ def sigkill(name: str) -> int:
     return t.pid
 
 
-def restart(name: str, timeout: float = 90.0) -> None:
-    """Start one service again with the stack's own code, record its pid, wait healthy, re-run setup.
+def restart(name: str) -> None:
+    """Start one service again with the stack's own code: `Stack.ensure` (what `make up` runs per
+    service: start, record the pid, wait until healthy, idempotent setup such as the topic)."""
+    from movierecs_stack.services import BY_NAME
+    from movierecs_stack.stack import Stack
 
-    The same library calls the orchestrator's `up` makes for one service
-    (services.BY_NAME[name].start / ready / setup, pid recorded in PidStore).
-    """
-    procs, services, ctx, store = _stack()
-    svc = services.BY_NAME[name]
-    if store.running(name) is not None:
-        return
-    port = svc.port(ctx)
-    procs.wait_port_free(port, timeout=15)
-    proc = svc.start(ctx)
-    store.write(name, proc.pid)
-    deadline = time.monotonic() + timeout
-    while not svc.ready(ctx):
-        assert proc.poll() is None, f"{name} exited with {proc.returncode} on restart; see {svc.log(ctx)}"
-        assert time.monotonic() < deadline, f"{name} not healthy {timeout:.0f}s after restart; see {svc.log(ctx)}"
-        time.sleep(0.2)
-    svc.setup(ctx)
+    procs, _services, ctx, store = _stack()
+    svc = BY_NAME[name]
+    if store.running(name) is None:
+        procs.wait_port_free(svc.port(ctx), timeout=15)
+    Stack.create().ensure(svc)
+    assert store.running(name) is not None, f"{name} did not come back"
 
 
 @pytest.fixture
