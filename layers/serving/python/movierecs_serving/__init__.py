@@ -1,0 +1,29 @@
+"""MovieRecs serving: load a model artifact and answer recommendations with numpy alone.
+
+Why numpy only: rectools rebuilds the whole user-item matrix on every call (~31 ms for one
+user) and its stack (335 MB) does not fit a Lambda zip; a dot product and a partial sort give
+the same top-k in ~0.02 ms. Nothing here imports pandas, scipy, implicit or rectools, and
+boto3 is never imported: `ModelStore` receives a ready S3 client.
+"""
+from movierecs_serving.artifact import (
+    ArtifactError,
+    ModelArtifact,
+    new_version,
+    is_valid_version,
+    write_artifact,
+)
+from movierecs_serving.recommender import Recommendation, Recommender, UnknownItemError
+from movierecs_serving.store import ModelNotFoundError, ModelStore
+
+__all__ = [
+    "ArtifactError",
+    "ModelArtifact",
+    "ModelNotFoundError",
+    "ModelStore",
+    "Recommendation",
+    "Recommender",
+    "UnknownItemError",
+    "is_valid_version",
+    "new_version",
+    "write_artifact",
+]
