@@ -162,6 +162,8 @@ def main(argv: list[str] | None = None) -> int:
         from bench import report
         md = report.render(everything, out_md=report.DEFAULT_MD, img_dir=report.DEFAULT_IMG)
         print(f"report: {md.relative_to(harness.ROOT)}")
+        if report.update_scaling(everything):
+            print("measured numbers refreshed in docs/SCALING.md")
     print("\nsummary:")
     for name, status, dur, err in summary:
         print(f"  {name:14s} {status:8s} {dur:7.1f}s  {err}")

@@ -261,6 +261,73 @@ def headline(everything: dict, img_dir: Path, written: set[Path]) -> list[str]:
     return out
 
 
+# figures whose numbers are the starting point in docs/SCALING.md (module, figure id, what it means)
+KEY_FIGURES: tuple[tuple[str, str, str], ...] = (
+    ("api", "recommend_latency", "GET /recommendations end to end (warm)"),
+    ("model", "serving_latency", "serving work in process"),
+    ("api", "cold_start", "cold start of a new execution environment"),
+    ("load", "load_summary", "load test (20k GETs at concurrency 16 + like stream)"),
+    ("api", "ingest_throughput", "ingest throughput"),
+    ("api", "freshness", "freshness (like acknowledged -> visible)"),
+    ("model", "train_time", "training time against data size"),
+    ("model", "train_memory", "training peak memory against data size"),
+    ("retrain", "retrain_duration", "retraining workflow duration"),
+    ("stack_start", "stack_up", "local stack start"),
+)
+SCALING_MD = harness.ROOT / "docs" / "SCALING.md"
+SCALING_BEGIN, SCALING_END = "<!-- measured:begin (bench/report.py) -->", "<!-- measured:end -->"
+
+
+def key_numbers(everything: dict) -> str:
+    """A compact table of the measured numbers SCALING.md starts from ('not measured yet' otherwise)."""
+    mods = everything.get("modules", {})
+    rows: list[list[Any]] = []
+    for mod, fid, what in KEY_FIGURES:
+        env = mods.get(mod) or {}
+        fig = next((f for f in env.get("figures", []) if f.get("id") == fid), None)
+        src = f"`{mod}.{fid}`"
+        if env.get("status") != "ok" or fig is None or fig.get("kind") == "unavailable":
+            why = "" if not env else f" ({env.get('status')})" if env.get("status") != "ok" else ""
+            rows.append([what, "not measured yet" + why, src, ""])
+            continue
+        date = env.get("started_at", "")
+        if fig["kind"] == "distribution":
+            u = fig.get("unit", "")
+            parts = []
+            for name, sr in fig["series"].items():
+                sm = sr.get("summary", {})
+                err = f", {sr.get('errors')} errors" if sr.get("errors") else ""
+                parts.append(f"{name}: p50 {fmt(sm.get('p50'), u)}, p99 {fmt(sm.get('p99'), u)} (n={sm.get('n', 0):,}{err})")
+            rows.append([what, "; ".join(parts), src, date])
+        elif fig["kind"] == "xy":
+            u = fig.get("unit", "")
+            parts = []
+            for name, ys in fig["series"].items():
+                parts.append(f"{name}: " + ", ".join(f"{fmt(x)} -> {fmt(y, u)}" for x, y in zip(fig["x"], ys)))
+            rows.append([what, "; ".join(parts), src, date])
+        elif fig["kind"] == "scalars":
+            rows.append([what, "; ".join(f"{k}: {fmt(v.get('value'), v.get('unit', ''))}" for k, v in fig["values"].items()),
+                         src, date])
+        else:
+            rows.append([what, f"see docs/BENCHMARKS.md ({fig.get('title')})", src, date])
+    m = everything.get("machine", {})
+    return (f"Machine: {harness.machine_line(m)}. Command: `make bench` (`python -m bench`); each row's date is "
+            f"when it was measured.\n\n" + md_table(["what", "measured", "figure", "date"], rows))
+
+
+def update_scaling(everything: dict, path: Path = SCALING_MD) -> bool:
+    """Refresh the measured block of docs/SCALING.md (between the markers), if the file has them."""
+    if not path.exists():
+        return False
+    text = path.read_text()
+    if SCALING_BEGIN not in text or SCALING_END not in text:
+        return False
+    head, rest = text.split(SCALING_BEGIN, 1)
+    _old, tail = rest.split(SCALING_END, 1)
+    path.write_text(f"{head}{SCALING_BEGIN}\n{key_numbers(everything)}\n{SCALING_END}{tail}")
+    return True
+
+
 def render(everything: dict, *, out_md: Path = DEFAULT_MD, img_dir: Path = DEFAULT_IMG) -> Path:
     """Write the Markdown report and its PNGs; delete our stale PNGs (bench-*.png not written now)."""
     img_dir.mkdir(parents=True, exist_ok=True)
@@ -330,6 +397,8 @@ def main() -> int:
     img = args.img_dir or (args.out.parent / "img")
     md = render(everything, out_md=args.out, img_dir=img)
     print(f"wrote {md}")
+    if args.out == DEFAULT_MD and update_scaling(everything):
+        print(f"refreshed the measured block of {SCALING_MD}")
     return 0
 
 
