@@ -1,0 +1,414 @@
+"""The stack's services: how each starts, when it is ready, what it needs afterwards.
+
+Each service is a plain process on 127.0.0.1 leading its own process group. ``start`` only
+launches it; ``ready`` is a cheap health probe polled until it passes; ``setup`` is
+idempotent work run on every ``up`` (schemas, buckets, topics), so a service kept from an
+earlier ``up`` is brought to the same state as a fresh one.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import time
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from . import procs
+from .config import (HOST, KAFKA_PARTITIONS, KAFKA_TOPIC, LOCALSTACK_SERVICES, TANSU_BUCKET, Layout, port_for)
+
+AWS_ENV = {"AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test", "AWS_DEFAULT_REGION": "us-east-1",
+           "AWS_REGION": "us-east-1"}
+
+
+class ServiceError(RuntimeError):
+    """A service could not be started or set up; the message says what to do."""
+
+
+@dataclass
+class Ctx:
+    """What every service needs to know: where state lives and which ports to use."""
+
+    layout: Layout
+    env: dict[str, str]
+
+    def port(self, service: str) -> int:
+        return port_for(service, self.env)
+
+    @property
+    def localstack_url(self) -> str:
+        return f"http://{HOST}:{self.port('localstack')}"
+
+    @property
+    def clickhouse_url(self) -> str:
+        return f"http://{HOST}:{self.port('clickhouse')}"
+
+    @property
+    def postgres_dsn(self) -> str:
+        return f"postgresql://movierecs@{HOST}:{self.port('postgres')}/movierecs"
+
+    @property
+    def kafka_bootstrap(self) -> str:
+        return f"{HOST}:{self.port('kafka')}"
+
+    def base_env(self) -> dict[str, str]:
+        """The caller's environment without anything that would redirect the services' AWS calls."""
+        env = {k: v for k, v in self.env.items() if not k.startswith(("AWS_", "LOCALSTACK_"))}
+        env["PYTHONUNBUFFERED"] = "1"
+        return env
+
+    def s3(self):
+        import boto3
+
+        return boto3.client("s3", endpoint_url=self.localstack_url, region_name="us-east-1",
+                            aws_access_key_id="test", aws_secret_access_key="test")
+
+
+def http_get(url: str, timeout: float = 2.0) -> tuple[int, bytes]:
+    """GET a loopback URL; (status, body), or (0, b'') when nothing answers."""
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as r:  # noqa: S310 - loopback only
+            return r.status, r.read()
+    except urllib.error.HTTPError as ex:
+        return ex.code, ex.read()
+    except Exception:
+        return 0, b""
+
+
+def clickhouse_exec(url: str, sql: str, timeout: float = 30.0) -> bytes:
+    """Run one statement through the ClickHouse HTTP interface; raise ServiceError with its error text."""
+    req = urllib.request.Request(url + "/", data=sql.encode(), method="POST")
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as r:  # noqa: S310 - loopback only
+            return r.read()
+    except urllib.error.HTTPError as ex:
+        raise ServiceError(f"ClickHouse rejected: {sql.strip()[:80]}...: {ex.read().decode(errors='replace')}") from ex
+
+
+def split_sql(text: str) -> list[str]:
+    """Statements of a schema file: ``--`` comments dropped, split on ``;`` at line ends."""
+    lines = [ln for ln in text.splitlines() if not ln.strip().startswith("--")]
+    out, cur = [], []
+    for ln in lines:
+        cur.append(ln)
+        if ln.rstrip().endswith(";"):
+            stmt = "\n".join(cur).strip().rstrip(";").strip()
+            if stmt:
+                out.append(stmt)
+            cur = []
+    rest = "\n".join(cur).strip()
+    if rest:
+        out.append(rest)
+    return out
+
+
+@dataclass
+class Service:
+    """One service of the stack."""
+
+    name: str
+    port_key: str
+    title: str
+    start: Callable[[Ctx], subprocess.Popen]
+    ready: Callable[[Ctx], bool]
+    setup: Callable[[Ctx], None] = lambda ctx: None
+    stop_signal: int = 15
+    ready_timeout: float = 60.0
+    depends_on: tuple[str, ...] = ()
+    enabled: Callable[[Ctx], bool] = lambda ctx: True
+
+    def port(self, ctx: Ctx) -> int:
+        return ctx.port(self.port_key)
+
+    def log(self, ctx: Ctx) -> Path:
+        return ctx.layout.logs / f"{self.name}.log"
+
+
+# --- PostgreSQL ---------------------------------------------------------------------------------
+def pg_bin() -> Path:
+    found = sorted(Path("/usr/lib/postgresql").glob("*/bin/postgres"), key=lambda p: int(p.parent.parent.name)
+                   if p.parent.parent.name.isdigit() else 0)
+    if found:
+        return found[-1].parent
+    exe = shutil.which("postgres")
+    if exe:
+        return Path(exe).resolve().parent
+    raise ServiceError("PostgreSQL is not installed: run `make up` (install.sh installs it with apt-get) "
+                       "or `apt-get install -y postgresql`.")
+
+
+def _pg_user() -> str | None:
+    """initdb and postgres refuse to run as root: as root, run them as the `postgres` user."""
+    return "postgres" if os.geteuid() == 0 else None
+
+
+def _as_user_ok(user: str, args: list[str]) -> bool:
+    import pwd
+
+    pw = pwd.getpwnam(user)
+    return subprocess.run(args, user=pw.pw_uid, group=pw.pw_gid, extra_groups=[], capture_output=True).returncode == 0
+
+
+def pg_data_dir(ctx: Ctx) -> Path:
+    """The cluster's folder: ``.movierecs/data/postgres``, or, if the `postgres` user cannot reach the
+    repository (e.g. it lives under /root, mode 0700), a folder under /var/lib/movierecs/ that
+    ``.movierecs/data/postgres`` links to. Nothing of the user's home is chmod-ed."""
+    link = ctx.layout.data / "postgres"
+    user = _pg_user()
+    if link.is_symlink() or user is None:
+        return link.resolve() if link.is_symlink() else link
+    ctx.layout.data.mkdir(parents=True, exist_ok=True)
+    if _as_user_ok(user, ["test", "-x", str(ctx.layout.data)]):
+        return link
+    digest = hashlib.sha256(str(ctx.layout.root).encode()).hexdigest()[:12]
+    target = Path("/var/lib/movierecs") / digest / "postgres"
+    target.mkdir(parents=True, exist_ok=True)
+    if link.exists():  # an empty folder left by an earlier attempt
+        link.rmdir()
+    link.symlink_to(target)
+    return target
+
+
+def _pg_prepare(ctx: Ctx) -> Path:
+    data = pg_data_dir(ctx)
+    data.mkdir(parents=True, exist_ok=True)
+    user = _pg_user()
+    if user:
+        shutil.chown(data, user, user)
+    os.chmod(data, 0o700)
+    if not (data / "PG_VERSION").exists():
+        log = ctx.layout.logs / "postgres.log"
+        log.parent.mkdir(parents=True, exist_ok=True)
+        with open(log, "ab") as out:
+            kwargs = {}
+            if user:
+                import pwd
+
+                pw = pwd.getpwnam(user)
+                kwargs = dict(user=pw.pw_uid, group=pw.pw_gid, extra_groups=[])
+            r = subprocess.run([str(pg_bin() / "initdb"), "-D", str(data), "-U", "postgres", "-E", "UTF8",
+                                "--locale=C", "--auth-host=trust", "--auth-local=trust"],
+                               stdout=out, stderr=subprocess.STDOUT, cwd="/", **kwargs)
+        if r.returncode:
+            raise ServiceError(f"initdb failed (see {log})")
+    pidfile = data / "postmaster.pid"
+    if pidfile.exists():  # left by a crash or a machine restart: drop it unless its postmaster still runs
+        try:
+            old = int(pidfile.read_text().split()[0])
+        except (OSError, ValueError, IndexError):
+            old = -1
+        if not (old > 0 and procs.alive(old) and "postgres" in procs.cmdline(old)):
+            pidfile.unlink()
+    return data
+
+
+def _pg_start(ctx: Ctx) -> subprocess.Popen:
+    data = _pg_prepare(ctx)
+    argv = [str(pg_bin() / "postgres"), "-D", str(data), "-p", str(ctx.port("postgres")),
+            "-c", f"listen_addresses={HOST}", "-c", "unix_socket_directories=",
+            "-c", "logging_collector=off", "-c", "shared_buffers=64MB", "-c", "max_connections=100"]
+    return procs.spawn(argv, log=ctx.layout.logs / "postgres.log", env=ctx.base_env(), cwd=Path("/"),
+                       user=_pg_user())
+
+
+def pg_connect(ctx: Ctx, user: str = "movierecs", database: str = "movierecs", timeout: float = 3.0):
+    import pg8000.native
+
+    return pg8000.native.Connection(user, host=HOST, port=ctx.port("postgres"), database=database, timeout=timeout)
+
+
+def _pg_ready(ctx: Ctx) -> bool:
+    try:
+        pg_connect(ctx, "postgres", "postgres", timeout=1.0).close()
+        return True
+    except Exception:
+        return False
+
+
+def _pg_setup(ctx: Ctx) -> None:
+    admin = pg_connect(ctx, "postgres", "postgres")
+    try:
+        if not admin.run("SELECT 1 FROM pg_roles WHERE rolname = 'movierecs'"):
+            admin.run("CREATE ROLE movierecs LOGIN")
+        if not admin.run("SELECT 1 FROM pg_database WHERE datname = 'movierecs'"):
+            admin.run("CREATE DATABASE movierecs OWNER movierecs")
+    finally:
+        admin.close()
+    conn = pg_connect(ctx)
+    try:
+        for stmt in split_sql((ctx.layout.root / "infra" / "sql" / "postgres.sql").read_text()):
+            conn.run(stmt)
+    finally:
+        conn.close()
+
+
+# --- ClickHouse (chDB HTTP endpoint) -----------------------------------------------------------------
+def _ch_start(ctx: Ctx) -> subprocess.Popen:
+    data = ctx.layout.data / "clickhouse"
+    data.mkdir(parents=True, exist_ok=True)
+    env = ctx.base_env() | {"PYTHONPATH": str(ctx.layout.root / "infra")}
+    argv = [str(ctx.layout.project_python), "-m", "chdb_http", "--host", HOST, "--port", str(ctx.port("clickhouse")),
+            "--data-dir", str(data)]
+    return procs.spawn(argv, log=ctx.layout.logs / "clickhouse.log", env=env, cwd=ctx.layout.root)
+
+
+def _ch_ready(ctx: Ctx) -> bool:
+    return http_get(ctx.clickhouse_url + "/ping", 1.0) == (200, b"Ok.\n")
+
+
+def _ch_setup(ctx: Ctx) -> None:
+    for stmt in split_sql((ctx.layout.root / "infra" / "sql" / "clickhouse.sql").read_text()):
+        clickhouse_exec(ctx.clickhouse_url, stmt)
+
+
+# --- LocalStack ----------------------------------------------------------------------------------------
+def localstack_env(ctx: Ctx) -> dict[str, str]:
+    root = ctx.layout.localstack_root
+    env = ctx.base_env() | AWS_ENV | {
+        "OVERRIDE_IN_DOCKER": "0",
+        "FILESYSTEM_ROOT": str(root / "fs"),
+        "TMPDIR": str(root / "tmp"),
+        "GATEWAY_LISTEN": f"{HOST}:{ctx.port('localstack')}",
+        "DNS_ADDRESS": "0",
+        "SERVICES": LOCALSTACK_SERVICES,
+        "DISABLE_EVENTS": "1",
+        "SKIP_SSL_CERT_DOWNLOAD": "1",
+        "LAMBDA_RUNTIME_EXECUTOR": "movierecs-process",
+        "MOVIERECS_LAMBDA_PYTHON": str(ctx.layout.project_python),
+        "MOVIERECS_MSK_BOOTSTRAP": ctx.kafka_bootstrap,
+        "MOVIERECS_ROOT": str(ctx.layout.root),
+    }
+    return env
+
+
+def _ls_start(ctx: Ctx) -> subprocess.Popen:
+    root = ctx.layout.localstack_root
+    for sub in ("fs", "tmp"):
+        (root / sub).mkdir(parents=True, exist_ok=True)
+    if not ctx.layout.localstack_python.exists():
+        raise ServiceError(f"{ctx.layout.localstack_python} is missing: run `bash infra/install.sh`.")
+    return procs.spawn([str(ctx.layout.localstack_python), "-m", "localstack.runtime.main"],
+                       log=ctx.layout.logs / "localstack.log", env=localstack_env(ctx), cwd=root)
+
+
+def _ls_ready(ctx: Ctx) -> bool:
+    status, body = http_get(ctx.localstack_url + "/_localstack/health", 2.0)
+    if status != 200:
+        return False
+    try:
+        return "services" in json.loads(body)
+    except ValueError:
+        return False
+
+
+# --- Tansu (Kafka) ------------------------------------------------------------------------------------
+def ensure_bucket(ctx: Ctx, bucket: str) -> None:
+    s3 = ctx.s3()
+    try:
+        s3.head_bucket(Bucket=bucket)
+    except Exception:
+        s3.create_bucket(Bucket=bucket)
+
+
+def _tansu_start(ctx: Ctx) -> subprocess.Popen:
+    ensure_bucket(ctx, TANSU_BUCKET)
+    url = f"tcp://{HOST}:{ctx.port('kafka')}"
+    env = ctx.base_env() | AWS_ENV | {"AWS_ENDPOINT": ctx.localstack_url, "AWS_ALLOW_HTTP": "true",
+                                      "RUST_LOG": ctx.env.get("RUST_LOG", "warn")}
+    argv = [str(ctx.layout.tansu), "broker", "--listener-url", url, "--advertised-listener-url", url,
+            "--storage-engine", f"s3://{TANSU_BUCKET}/"]
+    return procs.spawn(argv, log=ctx.layout.logs / "kafka.log", env=env, cwd=ctx.layout.state)
+
+
+def kafka_topics(ctx: Ctx, timeout_ms: int = 5000) -> dict[str, int]:
+    """Topic -> partition count, from the broker's metadata."""
+    from kafka import KafkaAdminClient
+
+    admin = KafkaAdminClient(bootstrap_servers=ctx.kafka_bootstrap, request_timeout_ms=timeout_ms,
+                             client_id="movierecs-stack")
+    try:
+        meta = admin.describe_topics()
+        out = {}
+        for t in meta:  # kafka-python 2.x says "topic", 3.x says "name"
+            name = t.get("name") or t.get("topic")
+            if name and not t.get("error_code"):
+                out[name] = len(t.get("partitions") or [])
+        return out
+    finally:
+        admin.close()
+
+
+def _tansu_ready(ctx: Ctx) -> bool:
+    if not procs.port_open(ctx.port("kafka")):
+        return False
+    try:
+        kafka_topics(ctx, 3000)
+        return True
+    except Exception:
+        return False
+
+
+def _tansu_setup(ctx: Ctx) -> None:
+    from kafka import KafkaAdminClient
+    from kafka.admin import NewTopic
+    from kafka.errors import TopicAlreadyExistsError
+
+    if KAFKA_TOPIC in kafka_topics(ctx):
+        return
+    admin = KafkaAdminClient(bootstrap_servers=ctx.kafka_bootstrap, request_timeout_ms=10000,
+                             client_id="movierecs-stack")
+    try:
+        admin.create_topics([NewTopic(KAFKA_TOPIC, KAFKA_PARTITIONS, 1)])
+    except TopicAlreadyExistsError:
+        pass
+    finally:
+        admin.close()
+    deadline = time.monotonic() + 10
+    while KAFKA_TOPIC not in kafka_topics(ctx) and time.monotonic() < deadline:
+        time.sleep(0.2)
+
+
+# --- Frontend ----------------------------------------------------------------------------------------
+def _fe_enabled(ctx: Ctx) -> bool:
+    return (ctx.layout.root / "frontend" / "serve.sh").exists()
+
+
+def frontend_env(ctx: Ctx, api_url: str, admin_key: str) -> dict[str, str]:
+    return ctx.base_env() | {"MOVIERECS_API_URL": api_url, "MOVIERECS_FRONTEND_PORT": str(ctx.port("frontend")),
+                             "MOVIERECS_ADMIN_API_KEY": admin_key, "REFLEX_TELEMETRY_ENABLED": "false"}
+
+
+def _fe_start(ctx: Ctx) -> subprocess.Popen:
+    from .endpoints import read_endpoints
+
+    ep = read_endpoints(ctx.layout) or {}
+    from .endpoints import admin_api_key
+
+    env = frontend_env(ctx, ep.get("api") or "", admin_api_key(ctx.layout))
+    return procs.spawn(["bash", str(ctx.layout.root / "frontend" / "serve.sh")], log=ctx.layout.logs / "frontend.log",
+                       env=env, cwd=ctx.layout.root / "frontend")
+
+
+def _fe_ready(ctx: Ctx) -> bool:
+    status, _ = http_get(f"http://{HOST}:{ctx.port('frontend')}/", 3.0)
+    return 200 <= status < 500
+
+
+POSTGRES = Service("postgres", "postgres", "PostgreSQL", _pg_start, _pg_ready, _pg_setup, stop_signal=2,
+                   ready_timeout=60)
+CLICKHOUSE = Service("clickhouse", "clickhouse", "ClickHouse HTTP (chDB)", _ch_start, _ch_ready, _ch_setup,
+                     ready_timeout=60)
+LOCALSTACK = Service("localstack", "localstack", "LocalStack", _ls_start, _ls_ready, ready_timeout=90)
+KAFKA = Service("kafka", "kafka", "Kafka (Tansu)", _tansu_start, _tansu_ready, _tansu_setup, ready_timeout=30,
+                depends_on=("localstack",))
+FRONTEND = Service("frontend", "frontend", "Frontend (Reflex)", _fe_start, _fe_ready, ready_timeout=600,
+                   enabled=_fe_enabled)
+
+# started in this order (the deploy runs between the backing services and the frontend)
+BACKING = (POSTGRES, CLICKHOUSE, LOCALSTACK, KAFKA)
+ALL = (*BACKING, FRONTEND)
+BY_NAME = {s.name: s for s in ALL}
