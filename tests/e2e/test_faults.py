@@ -409,29 +409,46 @@ def _model_bucket(aws) -> tuple[str, str]:
 
 
 def test_corrupted_artifact_refused(ep, aws):
+    """A published version whose model.npz in S3 is garbage is refused by POST /admin/reload.
+
+    The version is a fresh copy of the served one under a new, never-loaded version id (its
+    manifest names the new id, its file checksums are the originals), so no function can have
+    it in a local cache; then its model.npz is overwritten with random bytes.
+    """
     api = ep["api"].rstrip("/")
     key_hdr = {"x-api-key": ep["admin_api_key"]}
     before = _served_version(api)
-    models = requests.get(f"{api}/admin/models", headers=key_hdr, timeout=30)
-    assert models.status_code == 200, models.text[:300]
-    versions = [v["version"] for v in models.json()["versions"]]
-    assert versions, "no published model version"
-    # prefer a version that is not being served, so a cold start elsewhere is never affected
-    target = next((v for v in versions if v != before), before)
     bucket, prefix = _model_bucket(aws)
-    key = f"{prefix}{target}/model.npz"
     s3 = aws["s3"]
-    original = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+    current_obj = s3.get_object(Bucket=bucket, Key=f"{prefix}CURRENT")["Body"].read()
+    fake = f"20000101T000000Z-{uuid.uuid4().hex[:8]}"
+    src = f"{prefix}{before}/"
+    keys = [o["Key"] for o in s3.list_objects_v2(Bucket=bucket, Prefix=src).get("Contents", [])]
+    assert any(k.endswith("/model.npz") for k in keys) and any(k.endswith("/manifest.json") for k in keys), keys
     try:
-        s3.put_object(Bucket=bucket, Key=key, Body=os.urandom(4096))
-        r = requests.post(f"{api}/admin/reload", headers=key_hdr, json={"version": target}, timeout=60)
-        assert 400 <= r.status_code < 600 and r.status_code != 404, f"reload of a corrupted artifact: {r.status_code} {r.text[:300]}"
+        for k in keys:
+            name = k[len(src):]
+            body = s3.get_object(Bucket=bucket, Key=k)["Body"].read()
+            if name == "manifest.json":
+                m = json.loads(body)
+                m["version"] = fake
+                body = json.dumps(m).encode()
+            elif name == "model.npz":
+                body = os.urandom(len(body) if len(body) < 1 << 20 else 1 << 20)
+            s3.put_object(Bucket=bucket, Key=f"{prefix}{fake}/{name}", Body=body)
+        r = requests.post(f"{api}/admin/reload", headers=key_hdr, json={"version": fake}, timeout=60)
+        assert 400 <= r.status_code < 500 and r.status_code != 404, \
+            f"reload of a corrupted artifact answered {r.status_code}: {r.text[:300]}"
         msg = r.json().get("error", "")
         assert re.search(r"checksum|sha256|digest", msg, re.I), f"error does not name the checksum: {msg!r}"
+        assert s3.get_object(Bucket=bucket, Key=f"{prefix}CURRENT")["Body"].read() == current_obj
         assert _served_version(api) == before
         wait_recommendations_ok(api, timeout=10)
     finally:
-        s3.put_object(Bucket=bucket, Key=key, Body=original)
+        if s3.get_object(Bucket=bucket, Key=f"{prefix}CURRENT")["Body"].read() != current_obj:
+            s3.put_object(Bucket=bucket, Key=f"{prefix}CURRENT", Body=current_obj)  # never leave it moved
+        for o in s3.list_objects_v2(Bucket=bucket, Prefix=f"{prefix}{fake}/").get("Contents", []):
+            s3.delete_object(Bucket=bucket, Key=o["Key"])
 
 
 # --------------------------------------------------------------------------- 6. mapping disabled, topic fills
