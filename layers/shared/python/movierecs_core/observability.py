@@ -16,6 +16,13 @@ from aws_lambda_powertools.tracing.base import BaseProvider
 NAMESPACE = "MovieRecs"
 
 
+class _NoopSegment:
+    """Accepts whatever the Tracer records on a subsegment, and drops it."""
+
+    def __getattr__(self, name: str) -> Any:
+        return lambda *args, **kwargs: None
+
+
 class _NoopProvider(BaseProvider):
     """A tracing provider that records nothing (used when tracing is disabled)."""
 
@@ -33,11 +40,11 @@ class _NoopProvider(BaseProvider):
 
     @contextlib.contextmanager
     def in_subsegment(self, name: str = "", **kwargs: Any):
-        yield None
+        yield _NoopSegment()
 
     @contextlib.asynccontextmanager
     async def in_subsegment_async(self, name: str = "", **kwargs: Any):
-        yield None
+        yield _NoopSegment()
 
 
 def tracing_disabled() -> bool:

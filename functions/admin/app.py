@@ -1,0 +1,84 @@
+"""admin: model reload/retrain/listing, usage stats and recent errors (admin key required)."""
+from __future__ import annotations
+
+import os
+
+from movierecs_core import admin
+from movierecs_core.clickhouse import get_client
+from movierecs_core.config import settings
+from movierecs_core.errors import bad_request, unavailable
+from movierecs_core.models import s3_client
+from movierecs_core.validation import parse_bounded
+from movierecs_core.web import ApiApp, json_response
+
+cfg = settings()
+app = ApiApp("movierecs-admin", "admin")
+_clients: dict[str, object] = {}
+
+
+def _client(name: str):
+    """boto3 clients created on first use (they cost ~0.1 s each to build)."""
+    if name not in _clients:
+        if name == "s3":
+            _clients[name] = s3_client()
+        else:
+            import boto3
+
+            _clients[name] = boto3.client(name)
+    return _clients[name]
+
+
+def _store():
+    from movierecs_serving import ModelStore
+
+    if "store" not in _clients:
+        _clients["store"] = ModelStore(_client("s3"), cfg.model_bucket, prefix=cfg.model_prefix)
+    return _clients["store"]
+
+
+def _authorize() -> None:
+    admin.check_key(app.current_request.headers.get("x-api-key"), cfg.admin_api_key)
+
+
+@app.route("/admin/reload", methods=["POST"])
+def reload():
+    _authorize()
+    body = app.json_body(max_bytes=4096, required=False)
+    if body is None:
+        body = {}
+    if not isinstance(body, dict):
+        raise bad_request('the body must be a JSON object such as {"version": "20261127T031500Z-1a2b3c4d"} or empty')
+    return json_response(admin.reload(_store(), body.get("version"), cfg.model_cache_dir))
+
+
+@app.route("/admin/retrain", methods=["POST"])
+def retrain():
+    _authorize()
+    return json_response(admin.retrain(_client("stepfunctions"), cfg.state_machine_arn), status=202)
+
+
+@app.route("/admin/models", methods=["GET"])
+def models():
+    _authorize()
+    return json_response(admin.models(_store()))
+
+
+@app.route("/admin/stats", methods=["GET"])
+def stats():
+    _authorize()
+    minutes = parse_bounded("minutes", app.query("minutes"), 1, 1440, 60)
+    try:
+        ch = get_client(cfg.clickhouse_url)
+        return json_response(admin.stats(ch, minutes))
+    except Exception as exc:
+        if getattr(exc, "status", None):
+            raise
+        raise unavailable(f"the telemetry store (ClickHouse) is unavailable ({type(exc).__name__})") from exc
+
+
+@app.route("/admin/errors", methods=["GET"])
+def errors():
+    _authorize()
+    limit = parse_bounded("limit", app.query("limit"), 1, 500, 50)
+    prefix = os.environ.get("LOG_GROUP_PREFIX", "/aws/lambda/movierecs-")
+    return json_response(admin.errors(_client("logs"), prefix, limit))

@@ -1,0 +1,194 @@
+"""The admin endpoints' logic: key check, model reload, retrain, models, stats, errors.
+
+The admin key is enforced twice: by API Gateway (API key + usage plan) and here with a
+constant-time comparison against ``ADMIN_API_KEY``, so a gateway that does not enforce API
+keys (LocalStack's free edition may not) still refuses: 401 without a key, 403 with a wrong one.
+"""
+from __future__ import annotations
+
+import hmac
+import json
+import re
+import time
+import uuid
+from collections.abc import Callable
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+from .errors import ApiError, bad_request, not_found, unavailable
+from .events import format_ts
+
+
+# -- key ---------------------------------------------------------------------------------
+def check_key(provided: str | None, expected: str) -> None:
+    """401 when no key was sent, 403 when it is wrong (or when no key is configured at all)."""
+    if not provided:
+        raise ApiError(401, "this is an admin route: send the admin key in the x-api-key header")
+    if not expected:
+        raise ApiError(403, "the admin API is disabled: no admin key is configured for this deployment")
+    if not hmac.compare_digest(provided.encode("utf-8", "replace"), expected.encode("utf-8")):
+        raise ApiError(403, "the x-api-key header does not hold the admin key")
+
+
+# -- models ------------------------------------------------------------------------------
+def reload(store: Any, version: str | None, cache_dir: str) -> dict[str, str]:
+    """Verify ``version`` (download + checksums) and point ``models/CURRENT`` at it.
+
+    ``version`` None means the currently promoted one (re-verified and re-announced).
+    """
+    from movierecs_serving import ArtifactError, ModelNotFoundError, is_valid_version
+
+    if version is not None and (not isinstance(version, str) or not is_valid_version(version)):
+        raise bad_request(
+            f"'version' must look like 20261127T031500Z-1a2b3c4d (see GET /admin/models), got {json.dumps(version)[:60]}"
+        )
+    try:
+        target = version or store.current_version()
+    except Exception as exc:
+        raise unavailable(f"the model store is unavailable ({type(exc).__name__})") from exc
+    if target is None:
+        raise not_found("no model has been promoted yet: train one (POST /admin/retrain) or give a 'version'")
+    try:
+        store.load(target, cache_dir)
+        store.promote(target)
+    except ModelNotFoundError:
+        raise not_found(f"model version {target} does not exist; GET /admin/models lists the versions") from None
+    except ArtifactError as exc:
+        raise ApiError(409, f"model version {target} failed verification and was not promoted: {exc}") from None
+    return {"model_version": target}
+
+
+def models(store: Any) -> dict[str, Any]:
+    """The contract's ``{"current", "versions": [...]}``, newest first."""
+    try:
+        current = store.current_version()
+        versions = store.list_versions()
+    except Exception as exc:
+        raise unavailable(f"the model store is unavailable ({type(exc).__name__})") from exc
+    keep = ("version", "created_at", "promoted", "metrics", "status")
+    return {"current": current, "versions": [{k: v.get(k) for k in keep} for v in versions]}
+
+
+# -- retrain -----------------------------------------------------------------------------
+def retrain(sfn: Any, state_machine_arn: str) -> dict[str, str]:
+    """Start the retraining state machine; returns ``{"execution_arn"}``."""
+    if not state_machine_arn:
+        raise unavailable("the retraining workflow is not configured (STATE_MACHINE_ARN is empty)")
+    name = "admin-" + datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ") + "-" + uuid.uuid4().hex[:8]
+    try:
+        resp = sfn.start_execution(stateMachineArn=state_machine_arn, name=name, input=json.dumps({"trigger": "admin"}))
+    except Exception as exc:
+        code = getattr(exc, "response", {}).get("Error", {}).get("Code", "") if hasattr(exc, "response") else ""
+        if code in ("StateMachineDoesNotExist", "ResourceNotFoundException"):
+            raise unavailable("the retraining workflow is not deployed (no state machine movierecs-retrain)") from exc
+        raise unavailable(f"could not start the retraining workflow ({type(exc).__name__}: {code})") from exc
+    return {"execution_arn": resp["executionArn"]}
+
+
+# -- stats -------------------------------------------------------------------------------
+_REQUESTS_SQL = """
+SELECT toStartOfMinute(ts) AS t, count() AS n, countIf(status >= 500) AS e,
+       quantile(0.5)(latency_ms) AS p50, quantile(0.95)(latency_ms) AS p95
+FROM requests
+WHERE ts >= {since:DateTime64(3, 'UTC')}
+GROUP BY t ORDER BY t
+"""
+_LIKES_SQL = """
+SELECT toStartOfMinute(ts) AS t, uniqExact(event_id) AS n
+FROM likes
+WHERE ts >= {since:DateTime64(3, 'UTC')}
+GROUP BY t ORDER BY t
+"""
+
+
+def _minute(t: Any) -> datetime:
+    if isinstance(t, datetime):
+        return (t if t.tzinfo else t.replace(tzinfo=timezone.utc)).replace(second=0, microsecond=0)
+    raise TypeError(f"unexpected minute {t!r}")
+
+
+def _iso_minute(t: datetime) -> str:
+    return t.strftime("%Y-%m-%dT%H:%M:00Z")
+
+
+def stats(ch: Any, minutes: int, now: datetime | None = None) -> dict[str, Any]:
+    """Per-minute series over the last ``minutes`` minutes; count series have every minute (0 if idle)."""
+    now = (now or datetime.now(timezone.utc)).replace(second=0, microsecond=0)
+    start = now - timedelta(minutes=minutes - 1)
+    req_rows = ch.query(_REQUESTS_SQL, parameters={"since": start}).result_rows
+    like_rows = ch.query(_LIKES_SQL, parameters={"since": start}).result_rows
+    req = {_minute(t): (int(n), int(e), float(p50), float(p95)) for t, n, e, p50, p95 in req_rows}
+    lik = {_minute(t): int(n) for t, n in like_rows}
+    grid = [start + timedelta(minutes=i) for i in range(minutes)]
+    return {
+        "minutes": minutes,
+        "requests": [{"t": _iso_minute(m), "v": req.get(m, (0,))[0]} for m in grid],
+        "errors": [{"t": _iso_minute(m), "v": req[m][1] if m in req else 0} for m in grid],
+        "latency_p50_ms": [{"t": _iso_minute(m), "v": round(req[m][2], 3)} for m in grid if m in req],
+        "latency_p95_ms": [{"t": _iso_minute(m), "v": round(req[m][3], 3)} for m in grid if m in req],
+        "likes": [{"t": _iso_minute(m), "v": lik.get(m, 0)} for m in grid],
+    }
+
+
+# -- errors ------------------------------------------------------------------------------
+_UUID_RE = re.compile(r"\b[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\b")
+
+
+def _parse_line(message: str) -> tuple[bool, str, str]:
+    """(is_error, message, request_id) of one log line (Powertools JSON or plain text)."""
+    text = message.strip()
+    if text.startswith("{"):
+        try:
+            doc = json.loads(text)
+        except ValueError:
+            doc = None
+        if isinstance(doc, dict):
+            level = str(doc.get("level", "")).upper()
+            msg = str(doc.get("message", ""))
+            if doc.get("exception"):
+                msg = f"{msg}: {str(doc['exception']).strip().splitlines()[-1]}"
+            rid = str(doc.get("request_id") or doc.get("function_request_id") or "")
+            return level in ("ERROR", "CRITICAL"), msg, rid
+    m = _UUID_RE.search(text)
+    is_error = bool(re.search(r"\bERROR\b|Traceback|Task timed out|\[ERROR\]", text))
+    return is_error, text[:2000], m.group(0) if m else ""
+
+
+def errors(logs: Any, prefix: str, limit: int, hours: int = 24, clock: Callable[[], float] = time.time) -> dict[str, Any]:
+    """Recent ERROR lines of every function whose log group starts with ``prefix``, newest first."""
+    try:
+        groups: list[str] = []
+        token = None
+        while True:
+            kw: dict[str, Any] = {"logGroupNamePrefix": prefix}
+            if token:
+                kw["nextToken"] = token
+            resp = logs.describe_log_groups(**kw)
+            groups += [g["logGroupName"] for g in resp.get("logGroups", [])]
+            token = resp.get("nextToken")
+            if not token:
+                break
+        start_ms = int((clock() - hours * 3600) * 1000)
+        items: list[dict[str, Any]] = []
+        for group in groups:
+            function = group.rsplit("/", 1)[-1]
+            token = None
+            for _ in range(20):  # bounded paging per group
+                kw = {"logGroupName": group, "startTime": start_ms, "filterPattern": "ERROR"}
+                if token:
+                    kw["nextToken"] = token
+                resp = logs.filter_log_events(**kw)
+                for ev in resp.get("events", []):
+                    is_error, msg, rid = _parse_line(str(ev.get("message", "")))
+                    if is_error:
+                        ts = datetime.fromtimestamp(int(ev.get("timestamp", 0)) / 1000, tz=timezone.utc)
+                        items.append({"ts": format_ts(ts), "function": function, "message": msg, "request_id": rid})
+                token = resp.get("nextToken")
+                if not token:
+                    break
+    except ApiError:
+        raise
+    except Exception as exc:
+        raise unavailable(f"CloudWatch Logs is unavailable ({type(exc).__name__})") from exc
+    items.sort(key=lambda i: i["ts"], reverse=True)
+    return {"items": items[:limit]}

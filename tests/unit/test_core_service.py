@@ -1,0 +1,201 @@
+"""Unit tests of the read side (recommendations, movies, similar, likes) over a real tiny
+model artifact, a fake model store, a fake ClickHouse and a fake catalogue."""
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from movierecs_core import service
+from movierecs_core.catalog import Catalog
+from movierecs_core.errors import ApiError
+from movierecs_core.models import ModelHolder
+from movierecs_serving import write_artifact
+
+V1 = "20261127T000000Z-00000001"
+V2 = "20261127T010000Z-00000002"
+ITEMS = list(range(10, 30))  # movie ids 10..29
+
+
+def make_artifact(tmp: Path, version: str, seed: int = 0) -> Path:
+    rng = np.random.default_rng(seed)
+    users = np.array([1, 2])
+    seen = {0: [0, 1, 2], 1: [3]}  # user 1 rated movies 10,11,12; user 2 rated 13
+    indptr = np.cumsum([0] + [len(seen[u]) for u in range(len(users))])
+    indices = np.concatenate([seen[u] for u in range(len(users))])
+    return write_artifact(
+        tmp,
+        user_factors=rng.normal(size=(2, 4)),
+        item_factors=rng.normal(size=(len(ITEMS), 4)),
+        user_ids=users,
+        item_ids=np.array(ITEMS),
+        popular=np.arange(len(ITEMS)),
+        popular_scores=np.linspace(1, 0, len(ITEMS)),
+        seen_indptr=indptr,
+        seen_indices=indices,
+        seen_data=np.ones(len(indices)),
+        hyperparameters={"alpha": 4.0, "regularization": 1.0},
+        data={},
+        version=version,
+    )
+
+
+class FakeStore:
+    """The part of ModelStore the holder uses, over local folders."""
+
+    def __init__(self, folders: dict[str, Path], current: str | None):
+        self.folders, self.pointer, self.pointer_reads = folders, current, 0
+
+    def current_version(self) -> str | None:
+        self.pointer_reads += 1
+        return self.pointer
+
+    def load(self, version: str, cache_dir: str):
+        from movierecs_serving import ModelArtifact
+
+        return ModelArtifact.load(self.folders[version])
+
+
+class FakeDb:
+    def __init__(self, rows: dict[int, tuple]):
+        self.rows, self.calls = rows, 0
+
+    def run(self, sql: str, ids: list[int]):
+        self.calls += 1
+        return [self.rows[i] for i in ids if i in self.rows]
+
+
+class FakeCh:
+    """Answers the history and likes queries from in-memory lists."""
+
+    def __init__(self):
+        self.likes: list[tuple[str, int, int, datetime]] = []  # (event_id, user, movie, ts)
+        self.ratings: list[tuple[int, int]] = []  # (user, movie)
+
+    def query(self, sql: str, parameters: dict[str, Any]):
+        u = parameters["u"]
+        if "UNION ALL" in sql:
+            rows = [("like", m, ts) for e, uu, m, ts in self.likes if uu == u]
+            rows += [("rating", m, datetime(2000, 1, 1)) for uu, m in self.ratings if uu == u]
+        else:
+            mine = sorted([x for x in self.likes if x[1] == u], key=lambda x: x[3], reverse=True)
+            rows = [(e, m, ts) for e, _, m, ts in mine][: parameters["n"]]
+        return type("R", (), {"result_rows": rows})()
+
+
+class Clock:
+    def __init__(self):
+        self.t = 0.0
+
+    def __call__(self) -> float:
+        return self.t
+
+
+@pytest.fixture()
+def env(tmp_path):
+    folders = {V1: make_artifact(tmp_path, V1, 0), V2: make_artifact(tmp_path, V2, 1)}
+    store = FakeStore(folders, V1)
+    clock = Clock()
+    holder = ModelHolder(lambda: store, str(tmp_path / "cache"), check_seconds=2.0, clock=clock)
+    rows = {m: (m, f"Movie {m}", 1990 + m % 10, ["Drama"]) for m in ITEMS}
+    ch = FakeCh()
+    reads = service.Reads(models=holder, clickhouse=lambda: ch, catalog=Catalog(FakeDb(rows)))
+    return reads, store, clock, ch
+
+
+def ids(resp):
+    return [i["movie_id"] for i in resp["items"]]
+
+
+def test_personal_excludes_training_items_and_new_ratings_and_likes(env):
+    reads, _, _, ch = env
+    ch.ratings.append((1, 20))
+    ch.likes.append(("e1", 1, 21, datetime(2026, 11, 27, tzinfo=timezone.utc)))
+    r = service.recommendations(reads, 1, 100)
+    assert r["strategy"] == "personal" and r["model_version"] == V1 and r["k"] == 100
+    got = ids(r)
+    assert len(got) == len(set(got))
+    assert not set(got) & {10, 11, 12, 20, 21}
+    assert len(got) == len(ITEMS) - 5
+    assert set(r["items"][0]) == {"movie_id", "title", "year", "genres", "score"}
+
+
+def test_new_user_with_likes_gets_fold_in_without_liked_movies(env):
+    reads, _, _, ch = env
+    for i, m in enumerate([14, 15, 16]):
+        ch.likes.append((f"x{i}", 999, m, datetime(2026, 11, 27, 0, i, tzinfo=timezone.utc)))
+    r = service.recommendations(reads, 999, 5)
+    assert r["strategy"] == "fold_in" and len(r["items"]) == 5
+    assert not set(ids(r)) & {14, 15, 16}
+
+
+def test_user_without_signal_gets_popular(env):
+    reads, *_ = env
+    r = service.recommendations(reads, 12345, 3)
+    assert r["strategy"] == "popular" and ids(r) == [10, 11, 12]
+
+
+def test_model_pointer_is_rechecked_at_most_every_two_seconds(env):
+    reads, store, clock, _ = env
+    service.recommendations(reads, 5, 1)
+    reads_before = store.pointer_reads
+    store.pointer = V2
+    clock.t = 1.0
+    assert service.recommendations(reads, 5, 1)["model_version"] == V1
+    assert store.pointer_reads == reads_before
+    clock.t = 2.5
+    assert service.recommendations(reads, 5, 1)["model_version"] == V2
+
+
+def test_no_model_is_503(tmp_path):
+    holder = ModelHolder(lambda: FakeStore({}, None), str(tmp_path))
+    reads = service.Reads(models=holder, clickhouse=lambda: FakeCh(), catalog=Catalog(FakeDb({})))
+    with pytest.raises(ApiError) as e:
+        service.recommendations(reads, 1, 10)
+    assert e.value.status == 503
+    assert service.health(reads) == {"status": "ok", "model_version": None}
+
+
+def test_clickhouse_failure_is_503_not_500(env):
+    reads, *_ = env
+
+    def broken():
+        raise ConnectionError("refused")
+
+    reads.clickhouse = broken
+    with pytest.raises(ApiError) as e:
+        service.recommendations(reads, 1, 10)
+    assert e.value.status == 503 and "ClickHouse" in e.value.message
+
+
+def test_movie_and_similar(env):
+    reads, *_ = env
+    assert service.movie(reads, 10)["title"] == "Movie 10"
+    with pytest.raises(ApiError) as e:
+        service.movie(reads, 5000)
+    assert e.value.status == 404
+    s = service.similar(reads, 10, 4)
+    assert len(s["items"]) == 4 and 10 not in ids(s) and len(set(ids(s))) == 4
+    with pytest.raises(ApiError):
+        service.similar(reads, 5000, 4)
+
+
+def test_likes_newest_first_with_titles(env):
+    reads, _, _, ch = env
+    ch.likes += [("a", 7, 10, datetime(2026, 1, 1, tzinfo=timezone.utc)), ("b", 7, 11, datetime(2026, 1, 2, tzinfo=timezone.utc))]
+    r = service.likes(reads, 7, 50)
+    assert [i["movie_id"] for i in r["items"]] == [11, 10]
+    assert r["items"][0]["title"] == "Movie 11" and r["items"][0]["ts"] == "2026-01-02T00:00:00.000Z"
+    assert service.likes(reads, 7, 1)["items"][0]["movie_id"] == 11
+
+
+def test_catalog_caches_rows():
+    db = FakeDb({1: (1, "A", 2000, ["X"])})
+    cat = Catalog(db)
+    assert cat.get(1).title == "A" and cat.get(1).title == "A"
+    assert db.calls == 1
+    assert cat.get(2) is None and cat.get(2) is None
+    assert db.calls == 3  # misses are asked again
