@@ -35,17 +35,24 @@ def _endpoints(path: str) -> dict[str, str]:
     return json.loads(p.read_text())
 
 
-def _aws_endpoint(endpoints: dict[str, str]) -> str:
-    u = urlparse(endpoints["api"])
-    return f"{u.scheme}://{u.netloc}"
+def _aws_endpoint(endpoints: dict[str, Any]) -> str:
+    """LocalStack gateway: scheme://host:port of the endpoints file's "api" (or AWS_ENDPOINT_URL)."""
+    if endpoints.get("api"):
+        u = urlparse(endpoints["api"])
+        return f"{u.scheme}://{u.netloc}"
+    if os.environ.get("AWS_ENDPOINT_URL"):
+        return os.environ["AWS_ENDPOINT_URL"]
+    return f"http://127.0.0.1:{os.environ.get('MOVIERECS_LOCALSTACK_PORT', '4566')}"
 
 
 def _boto(service: str, endpoint_url: str):
     import boto3
+    from botocore.config import Config
 
     return boto3.client(service, endpoint_url=endpoint_url, region_name="us-east-1",
                         aws_access_key_id=os.environ.get("AWS_ACCESS_KEY_ID", "test"),
-                        aws_secret_access_key=os.environ.get("AWS_SECRET_ACCESS_KEY", "test"))
+                        aws_secret_access_key=os.environ.get("AWS_SECRET_ACCESS_KEY", "test"),
+                        config=Config(s3={"addressing_style": "path"}, retries={"max_attempts": 3}))
 
 
 def model_bucket(endpoint_url: str, stack: str = STACK) -> str:
@@ -168,7 +175,7 @@ def cmd_bootstrap(args) -> int:
         res = _load(str(folder), ep["postgres"], ep["clickhouse"], "public", "movierecs", False)
         _p(f"loaded: postgres {res['postgres']}, clickhouse {res['clickhouse']} "
            f"(new: {res['movies_inserted']} movies, {res['users_inserted']} users, {res['ratings_inserted']} ratings)")
-    endpoint = _aws_endpoint(ep)
+    endpoint = args.aws_endpoint or _aws_endpoint(ep)
     bucket = args.bucket or model_bucket(endpoint)
     s3 = _boto("s3", endpoint)
     store = ModelStore(s3, bucket, args.prefix)
@@ -246,6 +253,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("bootstrap", help="fetch + load + (if none promoted) train, publish, promote; run by `make up`")
     p.add_argument("--endpoints", default=str(REPO / ".movierecs" / "endpoints.json"))
     p.add_argument("--bucket", help="models bucket (default: stack output ModelBucketName)")
+    p.add_argument("--aws-endpoint", help="LocalStack gateway URL (default: from the endpoints file's api)")
     p.add_argument("--prefix", default=os.environ.get("MODEL_PREFIX", "models/"))
     p.add_argument("--dataset", default="ml-1m", help="ml-1m or a folder with the .dat files")
     p.add_argument("--out", default=str(DEFAULT_MODELS))
