@@ -1,0 +1,187 @@
+"""Benchmark: the retraining workflow on ML-1M, end to end (POST /admin/retrain to SUCCEEDED).
+
+What is timed: each run starts the real state machine through the admin API and polls until the
+execution ends. Per-step durations come from the execution history (state entered -> exited,
+so they include the Lambda invoke and any retry); `in-function work` is the sum of the time the
+task function itself measured (state output `run.step_seconds`): the baseline, measured in the
+same run, that shows what orchestration and invocation add. Target: total <= 60 s.
+Each run promotes a new version (same data and recipe, so "not worse"); the quality figure
+plots every published version's MAP@10 against the Popular baseline of the same evaluation.
+
+    python -m bench.retrain [--quick]     # writes bench/results/retrain.json
+"""
+from __future__ import annotations
+
+import json
+import re
+import statistics
+import time
+from typing import Any
+
+import requests
+
+from bench import harness
+
+TARGET_S = 60.0
+STEPS = ("Extract", "Train", "Evaluate", "Promote", "VerifyServing")
+EXECUTION_TIMEOUT_S = 600
+
+
+def _aws(api: str) -> Any:
+    import boto3
+
+    m = re.match(r"(https?://[^/]+)", api)
+    if not m:
+        raise RuntimeError(f"cannot find the LocalStack gateway in {api!r}")
+    return boto3.client("stepfunctions", endpoint_url=m.group(1), region_name="us-east-1",
+                        aws_access_key_id="test", aws_secret_access_key="test")
+
+
+def step_durations(events: list[dict[str, Any]]) -> dict[str, float]:
+    """Seconds from each state's Entered event to its Exited event (states that ran once)."""
+    entered: dict[str, Any] = {}
+    out: dict[str, float] = {}
+    for e in events:
+        if "stateEnteredEventDetails" in e:
+            entered[e["stateEnteredEventDetails"]["name"]] = e["timestamp"]
+        elif "stateExitedEventDetails" in e:
+            name = e["stateExitedEventDetails"]["name"]
+            if name in entered:
+                out[name] = (e["timestamp"] - entered[name]).total_seconds()
+    return out
+
+
+def one_run(ep: dict[str, str], sfn: Any) -> dict[str, Any]:
+    """Start one retrain through POST /admin/retrain and wait for it; raise unless SUCCEEDED."""
+    api = ep["api"].rstrip("/")
+    t0 = time.perf_counter()
+    r = requests.post(f"{api}/admin/retrain", headers={"x-api-key": ep["admin_api_key"]}, timeout=30)
+    if r.status_code != 202:
+        raise RuntimeError(f"POST /admin/retrain answered {r.status_code}: {r.text[:300]}")
+    arn = r.json()["execution_arn"]
+    deadline = time.monotonic() + EXECUTION_TIMEOUT_S
+    while True:
+        d = sfn.describe_execution(executionArn=arn)
+        if d["status"] != "RUNNING":
+            break
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{arn} still RUNNING after {EXECUTION_TIMEOUT_S} s")
+        time.sleep(0.25)
+    wall = time.perf_counter() - t0
+    if d["status"] != "SUCCEEDED":
+        raise RuntimeError(f"retrain ended {d['status']}: {d.get('error')} {str(d.get('cause'))[:400]}")
+    events = sfn.get_execution_history(executionArn=arn, maxResults=1000)["events"]
+    run = json.loads(d["output"])["run"]
+    return {
+        "execution": arn.rsplit(":", 1)[-1],
+        "wall_s": wall,
+        "execution_s": (d["stopDate"] - d["startDate"]).total_seconds(),
+        "steps_s": step_durations(events),
+        "in_function_s": dict(run.get("step_seconds") or {}),
+        "version": run.get("promoted_version"),
+        "rows": run.get("rows"),
+        "served_after_s": run.get("served_after_s"),
+    }
+
+
+def _dist_name(req: str) -> str:
+    return re.split(r"[ ;<>=!~\[\(]", req, maxsplit=1)[0].lower().replace("_", "-")
+
+
+def installed_mb(roots: list[str]) -> dict[str, float]:
+    """Installed size (MB, files listed in each distribution's RECORD) of `roots` and their
+    non-extra dependencies, in this environment: what a Lambda package of them would hold."""
+    from importlib import metadata
+
+    seen: dict[str, float] = {}
+    stack = [_dist_name(r) for r in roots]
+    while stack:
+        name = stack.pop()
+        if name in seen:
+            continue
+        try:
+            dist = metadata.distribution(name)
+        except metadata.PackageNotFoundError:
+            continue
+        size = 0
+        for f in dist.files or []:
+            try:
+                size += f.locate().stat().st_size
+            except OSError:
+                pass
+        seen[name] = size / 1e6
+        stack += [_dist_name(r) for r in dist.requires or [] if "extra ==" not in r]
+    return seen
+
+
+def sizes_figure() -> dict:
+    stacks = {"numpy (serving path)": ["numpy"], "rectools closure": ["rectools"],
+              "training steps (rectools + pyarrow + clickhouse-connect)": ["rectools", "pyarrow", "clickhouse-connect"]}
+    values = {k: (round(sum(installed_mb(v).values()), 1), "MB") for k, v in stacks.items()}
+    values["AWS Lambda zip limit (unzipped, with layers)"] = (250.0, "MB")
+    return harness.scalars("training_package_size", "Installed size of the training dependencies (project .venv)", values,
+                           note="why the training function is a container image on AWS (docs/RETRAINING.md)")
+
+
+def quality_figure(ep: dict[str, str]) -> dict:
+    r = requests.get(f"{ep['api'].rstrip('/')}/admin/models", headers={"x-api-key": ep["admin_api_key"]}, timeout=30)
+    if r.status_code != 200:
+        return harness.unavailable("quality_per_version", "MAP@10 per model version", f"GET /admin/models answered {r.status_code}")
+    versions = sorted(r.json()["versions"], key=lambda v: v["version"])[-20:]
+    if not versions:
+        return harness.unavailable("quality_per_version", "MAP@10 per model version", "no model version published")
+    def metric(v: dict, key: str) -> float | None:
+        value = (v.get("metrics") or {}).get(key)
+        return None if value is None else float(value)
+    return harness.xy(
+        "quality_per_version", "MAP@10 / Recall@10 of each published version (time split, warm users)",
+        "version", [v["version"] + (" *" if v.get("promoted") else "") + ("" if v.get("status") != "rejected" else " (rejected)") for v in versions],
+        {"iALS MAP@10": [metric(v, "map@10_warm_ials") for v in versions],
+         "iALS Recall@10": [metric(v, "recall@10_warm_ials") for v in versions],
+         "Popular MAP@10": [metric(v, "map@10_warm_popular") for v in versions]},
+        unit="", baseline="Popular MAP@10",
+        note="metrics stored in each version's manifest by the training step (its own time split); * = promoted",
+    )
+
+
+def run(quick: bool) -> dict:
+    ep = harness.endpoints()
+    if not ep.get("api"):
+        raise RuntimeError("no API in .movierecs/endpoints.json: run `make up` first")
+    sfn = _aws(ep["api"])
+    n = 1 if quick else 3
+    runs = [one_run(ep, sfn) for _ in range(n)]
+
+    series: dict[str, list[float]] = {"total (POST to SUCCEEDED)": [r["wall_s"] for r in runs],
+                                      "execution (start to stop)": [r["execution_s"] for r in runs]}
+    for step in STEPS:
+        series[step] = [r["steps_s"][step] for r in runs if step in r["steps_s"]]
+    series["in-function work"] = [sum(r["in_function_s"].values()) for r in runs]
+    median_total = statistics.median(series["total (POST to SUCCEEDED)"])
+    figures = [
+        harness.distribution(
+            "retrain_duration", "Retraining workflow on ML-1M, per step (s)", series, unit="s",
+            baseline="in-function work",
+            note=f"{n} run(s) started by POST /admin/retrain; steps from the execution history (entered->exited); "
+                 f"in-function work = time measured inside the task function; target total <= {TARGET_S:g} s",
+        ),
+        harness.table(
+            "retrain_runs", "Retraining runs",
+            ["execution", "total s", *[f"{s} s" for s in STEPS], "in-function s", "rows", "served after s", "version"],
+            [[r["execution"], round(r["wall_s"], 2), *[round(r["steps_s"].get(s, float("nan")), 2) for s in STEPS],
+              round(sum(r["in_function_s"].values()), 2), r["rows"], r["served_after_s"], r["version"]] for r in runs],
+        ),
+        harness.scalars(
+            "retrain_target", "Retraining total vs target",
+            {"median total": (round(median_total, 2), "s"), "target": (TARGET_S, "s"),
+             "within target": ("yes" if median_total <= TARGET_S else "no", "")},
+        ),
+        quality_figure(ep),
+        sizes_figure(),
+    ]
+    return {"figures": figures, "params": {"runs": n, "dataset": "ML-1M (ClickHouse ratings + likes)", "target_s": TARGET_S},
+            "notes": "Each run promotes a new version (same data, same recipe)."}
+
+
+if __name__ == "__main__":
+    harness.cli("retrain", run)
