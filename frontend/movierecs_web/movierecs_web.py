@@ -2,8 +2,9 @@
 import reflex as rx
 
 from . import ops, recommendations
-from .state import OpsState
+from .state import OpsState, RecState
 
 app = rx.App()
-app.add_page(recommendations.page, route="/", title="MovieRecs · Recommendations")
+app.add_page(recommendations.page, route="/", title="MovieRecs · Recommendations",
+             on_load=RecState.on_load)
 app.add_page(ops.page, route="/ops", title="MovieRecs · Ops", on_load=OpsState.refresh)

@@ -199,6 +199,7 @@ def page() -> rx.Component:
             versions_table(),
             error_log(),
             rx.text("Updated ", OpsState.updated, size="1", color_scheme="gray"),
-            spacing="4", width="100%",
+            spacing="4", width="100%", id="ops-root", data_updated=OpsState.updated,
+            data_loading=rx.cond(OpsState.loading, "true", "false"),
         ),
     )

@@ -164,6 +164,8 @@ def page() -> rx.Component:
                         rx.box(side_panel(), flex="0 1 300px", width="100%")),
                 gap="1.5em", wrap="wrap", width="100%", align="start",
             ),
-            spacing="4", width="100%",
+            spacing="4", width="100%", id="recs-root", data_fetches=RecState.fetches.to_string(),
+            data_loading=rx.cond(RecState.loading, "true", "false"),
+            data_ready=rx.cond(RecState.ready, "true", "false"),
         ),
     )

@@ -111,6 +111,10 @@ class RecState(rx.State):
     similar_to: str = ""
     similar: list[Movie] = []
     side_error: str = ""
+    # Finished fetches, rendered as data-fetches: tests and the bench wait on it to change.
+    fetches: int = 0
+    # Set by on_load, i.e. once the page is hydrated and connected to the backend.
+    ready: bool = False
 
     @rx.var
     def strategy_text(self) -> str:
@@ -119,6 +123,10 @@ class RecState(rx.State):
     @rx.var
     def strategy_color(self) -> str:
         return {"personal": "grass", "fold_in": "amber", "popular": "gray"}.get(self.strategy, "gray")
+
+    @rx.event
+    def on_load(self):
+        self.ready = True
 
     @rx.event
     def set_user_id_text(self, value: str):
@@ -151,6 +159,7 @@ class RecState(rx.State):
             k = parse_k(self.k_text)
         except ValueError as exc:
             self.error = str(exc)
+            self.fetches += 1
             return
         self.loading, self.error = True, ""
         if user_id != self.user_id:
@@ -169,12 +178,14 @@ class RecState(rx.State):
         except api.ApiError as exc:
             self.loading, self.error = False, f"Could not get recommendations: {exc}"
             self.items = []
+            self.fetches += 1
             return
         liked_ids = {int(x["movie_id"]) for x in likes["items"]} if isinstance(likes, dict) else set()
         self.items = [to_movie(it, liked_ids) for it in recs.get("items", [])]
         self.strategy = str(recs.get("strategy", ""))
         self.model_version = str(recs.get("model_version", ""))
         self.loading = False
+        self.fetches += 1
         if isinstance(likes, dict):
             self._set_likes(likes)
         else:

@@ -1,0 +1,391 @@
+"""Browser tests of the web frontend against the real running stack (`make up`).
+
+Why a real browser: the frontend is a Reflex app whose state lives on the Reflex backend
+and reaches the page over a websocket; only a browser shows that a click really turns into
+API calls and rendered cards. Debian's Chromium is driven by Playwright for Python
+(`executable_path`, never `playwright install`), with a fresh profile per test and flags
+that keep it from calling home. Every request the page makes is recorded and must go to
+127.0.0.1 (anything else is also aborted, so a failing test still sends nothing out);
+console errors fail the test. Screenshots go to test-artifacts/ (git-ignored).
+
+What is checked: the cards shown for a user are the API's list; a like shows the liked
+state at once and the movie is gone from the next list; five likes turn a new user's
+popular list into a personal one (fold_in/personal); the ops page draws its charts from
+GET /admin/stats and lists the models and error lines the admin API returns; the page is
+usable by keyboard and at phone width; bad input gets a clear message.
+"""
+from __future__ import annotations
+
+import json
+import os
+import random
+import re
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlparse
+
+import pytest
+import requests
+
+pytestmark = pytest.mark.timeout(300)
+
+ROOT = Path(__file__).resolve().parents[2]
+# The stack's endpoints file; overridable only to point the tests at another running stack.
+ENDPOINTS = Path(os.environ.get("MOVIERECS_ENDPOINTS_FILE", ROOT / ".movierecs" / "endpoints.json"))
+ARTIFACTS = ROOT / "test-artifacts"
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_FLAGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+]
+LOOPBACK = {"127.0.0.1"}
+MODEL_USERS = (1, 6040)          # MovieLens 1M users: in the model
+LIKE_VISIBLE_S = 20.0            # contract: 5 s; generous for a loaded 2-core machine
+WAIT_MS = 60_000                 # first API calls may hit cold Lambda environments
+
+
+# --------------------------------------------------------------------------- fixtures
+@pytest.fixture(scope="module")
+def stack() -> dict:
+    if not ENDPOINTS.exists():
+        pytest.fail("the stack is not up (.movierecs/endpoints.json is missing): run `make up` first")
+    ep = json.loads(ENDPOINTS.read_text())
+    for key in ("frontend", "api"):
+        if not ep.get(key):
+            pytest.fail(f".movierecs/endpoints.json has no {key!r}: run `make up` first")
+        assert urlparse(ep[key]).hostname in LOOPBACK, f"{key} is not on loopback: {ep[key]}"
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            if _http().get(ep["frontend"] + "/", timeout=5).status_code == 200:
+                break
+        except requests.RequestException:
+            pass
+        if time.monotonic() > deadline:
+            pytest.fail(f"the frontend at {ep['frontend']} does not answer: run `make up` first")
+        time.sleep(1)
+    ARTIFACTS.mkdir(exist_ok=True)
+    return ep
+
+
+def _http() -> requests.Session:
+    s = requests.Session()
+    s.trust_env = False  # loopback only, never through a proxy
+    return s
+
+
+@dataclass
+class Api:
+    """Direct calls to the API, to compare what the page shows with what the API says."""
+
+    base: str
+    key: str
+    http: requests.Session = field(default_factory=_http)
+
+    def get(self, path: str, admin: bool = False, **params) -> dict:
+        r = self.http.get(self.base + path, params=params, timeout=60,
+                          headers={"x-api-key": self.key} if admin else {})
+        assert r.status_code == 200, f"GET {path} answered {r.status_code}: {r.text[:300]}"
+        return r.json()
+
+
+@pytest.fixture(scope="module")
+def api(stack) -> Api:
+    return Api(stack["api"].rstrip("/"), stack.get("admin_api_key", ""))
+
+
+@pytest.fixture(scope="module")
+def playwright_driver():
+    from playwright.sync_api import sync_playwright
+
+    if not Path(CHROMIUM).exists():
+        pytest.fail(f"{CHROMIUM} is missing: run `make up` (frontend/install.sh installs it)")
+    with sync_playwright() as p:
+        yield p
+
+
+@dataclass
+class Session:
+    """One browser profile and page, with everything it sent and logged."""
+
+    page: object
+    base: str
+    requests: list[str] = field(default_factory=list)
+    blocked: list[str] = field(default_factory=list)
+    console_errors: list[str] = field(default_factory=list)
+
+    def shot(self, name: str) -> Path:
+        path = ARTIFACTS / f"frontend_{name}.png"
+        self.page.screenshot(path=str(path), full_page=True)
+        return path
+
+    def assert_clean(self) -> None:
+        off_loopback = [u for u in self.requests if urlparse(u).hostname not in LOOPBACK]
+        assert not off_loopback, f"the page sent requests off loopback: {off_loopback[:10]}"
+        assert not self.blocked, f"requests off loopback were attempted: {self.blocked[:10]}"
+        assert not self.console_errors, f"console errors: {self.console_errors[:10]}"
+        assert self.requests, "no request was recorded: the recorder is broken"
+
+
+@pytest.fixture
+def browser(playwright_driver, stack, tmp_path):
+    def make(width: int = 1280, height: int = 900) -> Session:
+        ctx = playwright_driver.chromium.launch_persistent_context(
+            str(tmp_path / f"profile-{width}"), executable_path=CHROMIUM, headless=True,
+            args=CHROMIUM_FLAGS, viewport={"width": width, "height": height},
+            service_workers="block",
+        )
+        contexts.append(ctx)
+        page = ctx.pages[0] if ctx.pages else ctx.new_page()
+        page.set_default_timeout(WAIT_MS)
+        s = Session(page=page, base=stack["frontend"].rstrip("/"))
+
+        def route(r):
+            if urlparse(r.request.url).hostname in LOOPBACK or r.request.url.startswith("data:"):
+                r.continue_()
+            else:
+                s.blocked.append(r.request.url)
+                r.abort()
+
+        ctx.route("**/*", route)
+        ctx.on("request", lambda req: s.requests.append(req.url))
+        page.on("websocket", lambda ws: s.requests.append(ws.url))
+        page.on("console", lambda m: s.console_errors.append(m.text) if m.type == "error" else None)
+        page.on("pageerror", lambda e: s.console_errors.append(f"pageerror: {e}"))
+        return s
+
+    contexts: list = []
+    yield make
+    for ctx in contexts:
+        ctx.close()
+
+
+# --------------------------------------------------------------------------- page helpers
+def open_recs(s: Session) -> None:
+    s.page.goto(s.base + "/")
+    s.page.wait_for_selector('#recs-root[data-ready="true"]')
+
+
+def fetches(s: Session) -> int:
+    return int(s.page.get_attribute("#recs-root", "data-fetches") or 0)
+
+
+def submit_and_wait(s: Session, action) -> None:
+    """Run `action` (which starts a fetch) and wait until that fetch has finished."""
+    before = fetches(s)
+    action()
+    s.page.wait_for_function(
+        "n => { const r = document.querySelector('#recs-root');"
+        " return Number(r.dataset.fetches) > n && r.dataset.loading === 'false'; }", arg=before)
+
+
+def get_recs(s: Session, user_id: int, k: int) -> None:
+    s.page.fill("#user_id", str(user_id))
+    s.page.fill("#k", str(k))
+    submit_and_wait(s, lambda: s.page.press("#user_id", "Enter"))
+
+
+def refetch(s: Session) -> None:
+    submit_and_wait(s, lambda: s.page.click("#get-recs"))
+
+
+def shown_ids(s: Session) -> list[int]:
+    return [int(x) for x in s.page.eval_on_selector_all(
+        "#recs-grid .movie-card", "els => els.map(e => e.dataset.movieId)")]
+
+
+def strategy(s: Session) -> str:
+    return s.page.get_attribute("#strategy", "data-strategy") or ""
+
+
+def card(s: Session, movie_id: int, grid: str = "#recs-grid"):
+    return s.page.locator(f'{grid} .movie-card[data-movie-id="{movie_id}"]')
+
+
+def like(s: Session, movie_id: int) -> None:
+    button = card(s, movie_id).locator(".like-button")
+    button.click()
+    # Optimistic: liked at once, before the API answered.
+    s.page.wait_for_selector(
+        f'#recs-grid .movie-card[data-movie-id="{movie_id}"] .like-button[aria-pressed="true"]')
+
+
+def wait_likes_acknowledged(s: Session, ids: list[int]) -> None:
+    for mid in ids:
+        button = card(s, mid).locator(".like-button")
+        s.page.wait_for_function(
+            "el => el.textContent.trim() !== 'Liking…'", arg=button.element_handle())
+        assert button.get_attribute("aria-pressed") == "true", (
+            f"like of {mid} was reverted: {s.page.locator('#error').all_inner_texts()}")
+
+
+def refetch_until(s: Session, done, what: str) -> None:
+    deadline = time.monotonic() + LIKE_VISIBLE_S
+    while True:
+        refetch(s)
+        if done():
+            return
+        if time.monotonic() > deadline:
+            pytest.fail(f"after {LIKE_VISIBLE_S:.0f} s: {what} (strategy {strategy(s)}, "
+                        f"shown {shown_ids(s)})")
+        time.sleep(0.5)
+
+
+# --------------------------------------------------------------------------- tests
+def test_recommendations_for_a_user_are_the_apis(browser, api):
+    s = browser()
+    user_id = random.randint(*MODEL_USERS)
+    open_recs(s)
+    get_recs(s, user_id, 8)
+    expected = api.get("/recommendations", user_id=user_id, k=8)
+
+    assert shown_ids(s) == [it["movie_id"] for it in expected["items"]]
+    titles = s.page.locator("#recs-grid .movie-title").all_inner_texts()
+    assert titles == [it["title"] for it in expected["items"]]
+    assert strategy(s) == expected["strategy"]
+    assert s.page.inner_text("#model-version") == expected["model_version"]
+    # Posters are drawn locally: a gradient background, initials, no image download.
+    poster = s.page.locator('#recs-grid [role="img"]').first
+    assert "gradient" in poster.evaluate("e => getComputedStyle(e).backgroundImage")
+    assert re.fullmatch(r"[A-Z0-9?]{1,2}", poster.inner_text().split("\n")[0].strip())
+    assert not s.page.locator("img").count(), "no <img> expected: posters are CSS"
+    s.shot("recommendations")
+    s.assert_clean()
+
+
+def test_like_shows_liked_state_and_leaves_the_next_list(browser, api):
+    s = browser()
+    user_id = random.randint(*MODEL_USERS)
+    open_recs(s)
+    get_recs(s, user_id, 10)
+    ids = shown_ids(s)
+    assert len(ids) == 10
+    target = ids[0]
+    title = card(s, target).locator(".movie-title").inner_text()
+
+    like(s, target)
+    wait_likes_acknowledged(s, [target])
+    assert card(s, target).locator(".like-button").inner_text().strip() == "Liked"
+    s.page.wait_for_selector(f'[data-sonner-toast] :text("Liked")')
+    s.page.wait_for_selector(f'#recent-likes .like-row:has-text("{title}")')
+    s.page.wait_for_selector("#similar-grid .movie-card")
+    assert title in s.page.inner_text("#recs-root")  # "Because you liked “title”"
+    s.shot("liked")
+
+    refetch_until(s, lambda: target not in shown_ids(s) and len(shown_ids(s)) == 10,
+                  f"liked movie {target} is still recommended")
+    assert target in [x["movie_id"] for x in api.get(f"/users/{user_id}/likes")["items"]]
+    s.assert_clean()
+
+
+def test_five_likes_turn_a_new_users_popular_list_personal(browser):
+    s = browser()
+    open_recs(s)
+    s.page.fill("#k", "10")
+    submit_and_wait(s, lambda: s.page.click("#new-user"))
+    user_id = int(s.page.input_value("#user_id"))
+    assert user_id > 100_000
+    assert strategy(s) == "popular"
+    s.shot("new_user_popular")
+
+    liked = shown_ids(s)[:5]
+    for mid in liked:
+        like(s, mid)
+    wait_likes_acknowledged(s, liked)
+    assert s.page.locator("#error").count() == 0
+    s.page.wait_for_function("() => document.querySelectorAll('#recent-likes .like-row').length >= 5")
+
+    refetch_until(s, lambda: strategy(s) in ("fold_in", "personal"),
+                  "five likes did not turn the popular list into a personal one")
+    assert not set(liked) & set(shown_ids(s)), "a liked movie is recommended again"
+    assert s.page.get_attribute("#strategy", "data-strategy") in ("fold_in", "personal")
+    s.shot("new_user_personal")
+    s.assert_clean()
+
+
+def _stats_total(api: Api) -> tuple[int, str]:
+    stats = api.get("/admin/stats", admin=True, minutes=60)
+    series = stats["requests"]
+    return int(sum(p["v"] for p in series)), (series[0]["t"] if series else "")
+
+
+def test_ops_page_draws_charts_from_real_data(browser, api):
+    for _ in range(3):  # make sure the window has traffic
+        api.get("/recommendations", user_id=1, k=5)
+    models = api.get("/admin/models", admin=True)
+    before, first_minute = _stats_total(api)
+
+    s = browser()
+    s.page.goto(s.base + "/ops")
+    s.page.wait_for_function(
+        "() => { const r = document.querySelector('#ops-root');"
+        " return r && r.dataset.updated && r.dataset.loading === 'false'; }")
+    after, first_minute_after = _stats_total(api)
+    errors_api = api.get("/admin/errors", admin=True, limit=20)["items"]
+
+    assert s.page.locator("#ops-root [role=alert]").count() == 0, s.page.inner_text("#ops-root")
+    shown = int(s.page.inner_text("#total-requests"))
+    assert shown > 0
+    if first_minute == first_minute_after:  # the 60-minute window did not slide meanwhile
+        assert before <= shown <= after, (before, shown, after)
+
+    for chart in ("#chart-rps", "#chart-latency", "#chart-errors", "#chart-likes"):
+        s.page.wait_for_selector(f"{chart} .recharts-surface")
+    area = s.page.get_attribute("#chart-rps .recharts-area-curve", "d") or ""
+    assert area.count("C") + area.count("L") >= 1, f"the rps chart has no line: {area!r}"
+    assert s.page.locator("#chart-latency .recharts-line-curve").count() == 2
+    ticks = s.page.locator("#chart-rps .recharts-xAxis .recharts-cartesian-axis-tick").count()
+    assert ticks >= 2
+
+    rows = s.page.locator(".version-row")
+    assert rows.count() == len(models["versions"])
+    current_row = s.page.locator(".version-row:has(.current-badge)")
+    assert current_row.count() == 1
+    assert models["current"] in current_row.inner_text()
+    assert s.page.locator(".error-line").count() in range(len(errors_api), 21)
+    s.shot("ops")
+
+    # Reloading the current version changes nothing but goes through the real admin API.
+    current_row.get_by_role("button").click()
+    s.page.wait_for_selector("#action-result")
+    assert f"Now serving model {models['current']}" in s.page.inner_text("#action-result")
+    s.assert_clean()
+
+
+def test_keyboard_and_phone_width(browser):
+    s = browser(width=390, height=844)
+    open_recs(s)
+    # Tab reaches the user id field; Enter submits the form.
+    for _ in range(12):
+        s.page.keyboard.press("Tab")
+        if s.page.evaluate("document.activeElement && document.activeElement.id") == "user_id":
+            break
+    else:
+        pytest.fail("Tab never reached the user id field")
+    s.page.keyboard.press("Control+A")
+    s.page.keyboard.type("1")
+    submit_and_wait(s, lambda: s.page.keyboard.press("Enter"))
+    assert len(shown_ids(s)) > 0
+
+    overflow = s.page.evaluate("document.documentElement.scrollWidth - document.documentElement.clientWidth")
+    assert overflow <= 0, f"the page is {overflow}px wider than a phone screen"
+    unlabeled = s.page.evaluate("""() => [...document.querySelectorAll('button, a, input')]
+        .filter(e => !(e.getAttribute('aria-label') || e.textContent.trim() || e.labels?.length))
+        .map(e => e.outerHTML.slice(0, 80))""")
+    assert not unlabeled, f"controls without a label: {unlabeled}"
+    s.shot("phone")
+    s.assert_clean()
+
+
+def test_bad_user_id_gets_a_clear_message(browser):
+    s = browser()
+    open_recs(s)
+    s.page.fill("#user_id", "abc")
+    submit_and_wait(s, lambda: s.page.press("#user_id", "Enter"))
+    assert "User id must be a whole number" in s.page.inner_text("#error")
+    s.page.fill("#user_id", "0")
+    submit_and_wait(s, lambda: s.page.press("#user_id", "Enter"))
+    assert "positive" in s.page.inner_text("#error")
+    assert s.page.locator("#recs-grid .movie-card").count() == 0
+    s.assert_clean()
