@@ -7,6 +7,7 @@ ResourceStatusReason) are printed: a broken template must never fail silently.
 """
 from __future__ import annotations
 
+import json
 import os
 import shlex
 import subprocess
@@ -65,6 +66,121 @@ def overrides_for(ctx: Ctx, admin_key: str, cfg: dict[str, Any]) -> dict[str, st
     return ov
 
 
+def _eval_condition(expr: Any, conditions: dict[str, Any], params: dict[str, str], seen: tuple = ()) -> Any:
+    """Evaluate a CloudFormation condition expression (Equals/Not/And/Or/Condition/Ref to parameters)."""
+    if isinstance(expr, dict) and len(expr) == 1:
+        (op, arg), = expr.items()
+        if op == "Ref":
+            if arg not in params:
+                raise KeyError(arg)
+            return params[arg]
+        if op == "Condition":
+            if arg in seen:
+                raise ValueError(f"condition cycle at {arg}")
+            return bool(_eval_condition(conditions[arg], conditions, params, seen + (arg,)))
+        if op == "Fn::Equals":
+            a, b = (_eval_condition(x, conditions, params, seen) for x in arg)
+            return str(a) == str(b)
+        if op == "Fn::Not":
+            return not _eval_condition(arg[0], conditions, params, seen)
+        if op == "Fn::And":
+            return all(_eval_condition(x, conditions, params, seen) for x in arg)
+        if op == "Fn::Or":
+            return any(_eval_condition(x, conditions, params, seen) for x in arg)
+        raise ValueError(f"unsupported condition function {op}")
+    return expr
+
+
+def excluded_resources(template: Path, overrides: dict[str, str]) -> list[str]:
+    """Resources whose Condition is false for these parameters: `sam build` builds every resource
+    whatever its Condition (an image function for AWS would need Docker here), so they are excluded
+    from the build. CloudFormation itself skips them at deploy time."""
+    try:
+        from cfnlint.decode import decode
+    except ImportError:  # pragma: no cover - cfn-lint is in the project venv
+        return []
+    tpl, _ = decode(str(template))
+    if not tpl:
+        return []
+    params = {k: str(v.get("Default")) for k, v in (tpl.get("Parameters") or {}).items()
+              if isinstance(v, dict) and "Default" in v}
+    params.update(overrides)
+    conditions = tpl.get("Conditions") or {}
+    out = []
+    for name, res in (tpl.get("Resources") or {}).items():
+        cond = res.get("Condition") if isinstance(res, dict) else None
+        if not cond:
+            continue
+        try:
+            if not _eval_condition({"Condition": cond}, conditions, params):
+                out.append(name)
+        except (KeyError, ValueError):
+            continue  # cannot tell: build it
+    return out
+
+
+_NO_VALUE = {"Ref": "AWS::NoValue"}
+
+
+def _resolve_ifs(node: Any, truth: dict[str, bool]) -> Any:
+    """Replace Fn::If whose condition is known by its branch; drop AWS::NoValue entries."""
+    if isinstance(node, dict):
+        if len(node) == 1 and "Fn::If" in node:
+            cond, a, b = node["Fn::If"]
+            if isinstance(cond, str) and cond in truth:
+                return _resolve_ifs(a if truth[cond] else b, truth)
+        out = {}
+        for k, v in node.items():
+            r = _resolve_ifs(v, truth)
+            if r != _NO_VALUE:
+                out[k] = r
+        return out
+    if isinstance(node, list):
+        return [r for r in (_resolve_ifs(v, truth) for v in node) if r != _NO_VALUE]
+    return node
+
+
+def localize_template(built: Path, overrides: dict[str, str]) -> Path | None:
+    """Write ``template.local.json`` beside the built template: resources and outputs whose
+    Condition is false for these parameters removed, Fn::If on such conditions resolved.
+
+    Why: ``sam deploy`` packages every resource whatever its Condition and refuses an image
+    function without an image repository (and pushing one needs Docker), although
+    CloudFormation would never create it. The result deploys exactly what CloudFormation would
+    create from the original template. Returns None when nothing had to change.
+    """
+    from cfnlint.decode import decode
+
+    tpl, _ = decode(str(built))
+    if not tpl:
+        return None
+    params = {k: str(v.get("Default")) for k, v in (tpl.get("Parameters") or {}).items()
+              if isinstance(v, dict) and "Default" in v}
+    params.update(overrides)
+    conditions = tpl.get("Conditions") or {}
+    truth: dict[str, bool] = {}
+    for name in conditions:
+        try:
+            truth[name] = bool(_eval_condition({"Condition": name}, conditions, params))
+        except (KeyError, ValueError):
+            pass
+    if all(truth.values()):
+        return None
+    out = dict(tpl)
+    for section in ("Resources", "Outputs"):
+        items = out.get(section) or {}
+        out[section] = {k: v for k, v in items.items()
+                        if not (isinstance(v, dict) and truth.get(v.get("Condition", "")) is False)}
+    out["Resources"] = _resolve_ifs(out["Resources"], truth)
+    out["Outputs"] = _resolve_ifs(out.get("Outputs") or {}, truth)
+    if not out["Outputs"]:
+        del out["Outputs"]
+    # conditions stay declared (unused ones are valid); resources no longer refer to the false ones
+    dest = built.with_name("template.local.json")
+    dest.write_text(json.dumps(out, indent=1, default=str))
+    return dest
+
+
 def tool_env(ctx: Ctx) -> dict[str, str]:
     """Environment for sam/samlocal: LocalStack endpoint, fake credentials, python3.11 first on PATH."""
     lay = ctx.layout
@@ -90,8 +206,9 @@ def _run(argv: list[str], *, cwd: Path, env: dict[str, str], log: Path, title: s
     return out
 
 
-def stack_failure_reasons(ctx: Ctx, stack_name: str, region: str, limit: int = 15) -> list[str]:
-    """Recent failed events of the stack: 'LogicalId (Type) STATUS: reason'."""
+def stack_failure_reasons(ctx: Ctx, stack_name: str, region: str, limit: int = 15,
+                          since: float | None = None) -> list[str]:
+    """Failed events of the stack (those after ``since``, a Unix time): 'LogicalId (Type) STATUS: reason'."""
     import boto3
 
     cfn = boto3.client("cloudformation", endpoint_url=ctx.localstack_url, region_name=region,
@@ -102,12 +219,41 @@ def stack_failure_reasons(ctx: Ctx, stack_name: str, region: str, limit: int = 1
         return [f"(no stack events: {ex})"]
     out = []
     for e in events:
+        ts = e.get("Timestamp")
+        if since is not None and ts is not None and ts.timestamp() < since - 1:
+            continue
         if "FAILED" in e.get("ResourceStatus", "") or "ROLLBACK" in e.get("ResourceStatus", ""):
             reason = e.get("ResourceStatusReason") or ""
             out.append(f"{e.get('LogicalResourceId')} ({e.get('ResourceType')}) {e.get('ResourceStatus')}: {reason}")
         if len(out) >= limit:
             break
     return out
+
+
+def clear_failed_stack(ctx: Ctx, stack_name: str, region: str, echo=print) -> None:
+    """A stack whose creation failed (ROLLBACK_COMPLETE and the like) cannot be updated: delete it
+    so the deploy starts over, as `sam deploy` would ask a person to do by hand."""
+    import boto3
+
+    cfn = boto3.client("cloudformation", endpoint_url=ctx.localstack_url, region_name=region,
+                       aws_access_key_id="test", aws_secret_access_key="test")
+    try:
+        status = cfn.describe_stacks(StackName=stack_name)["Stacks"][0]["StackStatus"]
+    except Exception:
+        return
+    if status not in ("ROLLBACK_COMPLETE", "ROLLBACK_FAILED", "CREATE_FAILED", "DELETE_FAILED"):
+        return
+    echo(f"  stack {stack_name} is {status} from an earlier failed deploy: deleting it first")
+    cfn.delete_stack(StackName=stack_name)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        try:
+            st = cfn.describe_stacks(StackName=stack_name)["Stacks"][0]["StackStatus"]
+        except Exception:
+            return
+        if st == "DELETE_COMPLETE":
+            return
+        time.sleep(1)
 
 
 def api_url_of(ctx: Ctx, stack_name: str, region: str) -> tuple[str | None, dict[str, str]]:
@@ -150,28 +296,37 @@ def deploy(ctx: Ctx, admin_key: str, project: Path | None = None, *, echo=print)
     env = tool_env(ctx) | {"AWS_DEFAULT_REGION": region, "AWS_REGION": region}
     log = ctx.layout.logs / "deploy.log"
     sam, samlocal = str(ctx.layout.sam_bin / "sam"), str(ctx.layout.sam_bin / "samlocal")
-    config_args = ["--config-env", "local"] if cfg.get("_has_env") else []
+    # an explicit --config-file: with --template-file, sam looks for samconfig.toml beside the template
+    config_args = ["--config-file", str(project / "samconfig.toml"), "--config-env", "local"] \
+        if cfg.get("_has_env") else []
+    ov = overrides_for(ctx, admin_key, cfg)
+    excluded = excluded_resources(template, ov)
 
     t0 = time.monotonic()
-    echo(f"  sam build (log: {log})")
-    _run([sam, "build", *config_args, "--template-file", str(template)], cwd=project, env=env, log=log,
-         title="sam build")
+    echo(f"  sam build (log: {log}){' excluding ' + ', '.join(excluded) if excluded else ''}")
+    _run([sam, "build", *config_args, "--template-file", str(template), *sum((["--exclude", r] for r in excluded), [])],
+         cwd=project, env=env, log=log, title="sam build")
     t1 = time.monotonic()
     if cfg.get("s3_bucket"):
         ensure_bucket(ctx, cfg["s3_bucket"])
+    clear_failed_stack(ctx, stack_name, region, echo)
+    built = project / ".aws-sam" / "build" / "template.yaml"
+    local_tpl = localize_template(built, ov) if built.exists() else None
     args = [samlocal, "deploy", *config_args, "--stack-name", stack_name, "--region", region,
             "--no-confirm-changeset", "--no-fail-on-empty-changeset"]
+    if local_tpl is not None:
+        args += ["--template-file", str(local_tpl)]
     if not cfg.get("s3_bucket") and not cfg.get("resolve_s3"):
         args.append("--resolve-s3")
     if not cfg.get("capabilities"):
         args += ["--capabilities", "CAPABILITY_IAM", "CAPABILITY_AUTO_EXPAND"]
-    ov = overrides_for(ctx, admin_key, cfg)
     args += ["--parameter-overrides", *[f"{k}={v}" for k, v in ov.items()]]
     echo(f"  samlocal deploy --config-env local (stack {stack_name}; build {t1 - t0:.0f}s)")
+    started = time.time()
     try:
         _run(args, cwd=project, env=env, log=log, title="samlocal deploy")
     except DeployError as ex:
-        reasons = stack_failure_reasons(ctx, stack_name, region)
+        reasons = stack_failure_reasons(ctx, stack_name, region, since=started)
         msg = str(ex).replace(admin_key, "***")
         if reasons:
             msg += "\nCloudFormation says:\n  " + "\n  ".join(reasons)
