@@ -83,10 +83,11 @@ def movie_card(m: Movie, on_like, poster_height=("150px", "190px")) -> rx.Compon
             rx.text(m.title, size="2", weight="bold", trim="both", line_clamp=2,
                     title=m.title, class_name="movie-title"),
             rx.text(m.genres, size="1", color_scheme="gray", line_clamp=1),
-            like_button(m, on_like),
-            spacing="2", padding_top="0.6em",
+            rx.box(like_button(m, on_like), margin_top="auto", width="100%"),
+            spacing="2", padding_top="0.6em", flex_grow="1",
         ),
         class_name="movie-card", data_movie_id=m.movie_id.to_string(),
+        display="flex", flex_direction="column",
         style={"transition": "transform 120ms ease", "_hover": {"transform": "translateY(-2px)"}},
     )
 
