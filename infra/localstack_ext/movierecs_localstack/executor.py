@@ -264,7 +264,6 @@ class ProcessRuntimeExecutor(RuntimeExecutor):
         with self._lock:
             if self._stopped:
                 raise LambdaRuntimeException(f"environment {self.id} is stopped")
-            init_note = ""
             if self._needs_restart or self._sock is None:
                 error = self._spawn()
                 if error is not None:
@@ -273,13 +272,16 @@ class ProcessRuntimeExecutor(RuntimeExecutor):
             timeout = float(self.function_version.config.timeout)
             started = time.monotonic()
             deadline = started + timeout
-            request = dict(payload)
-            request["deadline-ms"] = (time.time() + timeout) * 1000
+            header = {k: v for k, v in payload.items() if k != "payload"}
+            header["deadline-ms"] = (time.time() + timeout) * 1000
+            event = payload.get("payload") or ""
+            frame = json.dumps(header).encode() + b"\n" + (
+                event.encode() if isinstance(event, str) else bytes(event))
             sock = self._sock
             kind, body = b"", b""
             outcome = "ok"
             try:
-                send_frame(sock, KIND_INVOKE, json.dumps(request).encode())
+                send_frame(sock, KIND_INVOKE, frame)
                 sock.settimeout(timeout)
                 try:
                     kind, body = self._recv_before(sock, deadline)
@@ -319,7 +321,7 @@ class ProcessRuntimeExecutor(RuntimeExecutor):
                 is_error = True
         version = self.function_version.id.qualifier
         memory = self.function_version.config.memory_size
-        logs = (f"START RequestId: {request_id} Version: {version}\n{init_note}{logs}"
+        logs = (f"START RequestId: {request_id} Version: {version}\n{logs}"
                 f"END RequestId: {request_id}\n"
                 f"REPORT RequestId: {request_id}\tDuration: {duration_ms:.2f} ms\t"
                 f"Billed Duration: {max(1, int(duration_ms + 0.999))} ms\t"

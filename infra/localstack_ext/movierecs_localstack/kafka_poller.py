@@ -53,6 +53,8 @@ from movierecs_localstack.kafka_event import (
 )
 
 LOG = logging.getLogger(__name__)
+# kafka-python logs every join/rebalance at INFO: keep LocalStack's log readable.
+logging.getLogger("kafka").setLevel(logging.WARNING)
 
 #: Tansu joins a group in about session_timeout_ms / 2: keep it short.
 SESSION_TIMEOUT_MS = 6000

@@ -15,9 +15,10 @@ Lifecycle, as on AWS Lambda:
 
 Transport: a ``socketpair`` end inherited from the executor, messages framed as a 4-byte
 big-endian length followed by a 1-byte kind and the body. No HTTP and no TCP, so there is no
-Nagle/delayed-ACK stall and no port to allocate. The invocation request body is exactly the
-document LocalStack's executor endpoint would POST to ``/invoke`` (``invoke-id``,
-``invoked-function-arn``, ``payload``, ``trace-id``) plus ``deadline-ms``.
+Nagle/delayed-ACK stall and no port to allocate. An invocation request carries the document
+LocalStack's executor endpoint would POST to ``/invoke`` (``invoke-id``,
+``invoked-function-arn``, ``trace-id``, plus ``deadline-ms``) as a JSON line, followed by the
+raw ``payload`` bytes (not embedded as a JSON string, so a 1 MB batch is not escaped twice).
 
 stdout/stderr (file descriptors 1 and 2) are a log file owned by the executor, which reads
 each invocation's slice after the answer arrives; the worker flushes before answering.
@@ -225,7 +226,10 @@ def serve(sock: socket.socket, handler: Callable[..., Any]) -> None:
             return
         if kind != KIND_INVOKE:
             continue
-        req = json.loads(body)
+        # body = JSON header (invoke-id, invoked-function-arn, trace-id, deadline-ms) + "\n"
+        # + the raw event payload (not re-encoded as a JSON string: big batches stay cheap)
+        header, _, payload = body.partition(b"\n")
+        req = json.loads(header)
         request_id = req.get("invoke-id", "")
         _RequestIdFilter.request_id = request_id
         if req.get("trace-id"):
@@ -233,8 +237,7 @@ def serve(sock: socket.socket, handler: Callable[..., Any]) -> None:
         context = LambdaContext(request_id, req.get("invoked-function-arn", ""),
                                 float(req.get("deadline-ms") or (time.time() + 900) * 1000))
         try:
-            payload = req.get("payload")
-            event = json.loads(payload) if payload else {}
+            event = json.loads(payload) if payload.strip() else {}
             result = handler(event, context)
             try:
                 out = json.dumps(result).encode()

@@ -1,0 +1,161 @@
+"""Pure pieces of the Kafka event source poller (infra/localstack_ext): event shape, commit
+offsets, batching window, retry policy, on-failure documents. Plain record objects stand in
+for kafka-python's ConsumerRecord."""
+
+from __future__ import annotations
+
+import base64
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "infra" / "localstack_ext"))
+
+from movierecs_localstack.kafka_event import (  # noqa: E402
+    Batcher,
+    RetryPolicy,
+    build_event,
+    commit_offsets,
+    failure_records,
+    record_to_event,
+    s3_failure_key,
+)
+
+
+@dataclass
+class Rec:
+    topic: str
+    partition: int
+    offset: int
+    value: bytes | None = b'{"a":1}'
+    key: bytes | None = b"42"
+    timestamp: int = 1_700_000_000_000
+    timestamp_type: int = 0
+    headers: list = field(default_factory=list)
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_record_shape_matches_aws():
+    rec = Rec("likes", 2, 7, headers=[("trace", b"ab")], timestamp_type=1)
+    assert record_to_event(rec) == {
+        "topic": "likes", "partition": 2, "offset": 7, "timestamp": 1_700_000_000_000,
+        "timestampType": "LOG_APPEND_TIME",
+        "key": base64.b64encode(b"42").decode(), "value": base64.b64encode(b'{"a":1}').decode(),
+        "headers": [{"trace": [97, 98]}],
+    }
+
+
+def test_null_key_and_value_are_left_out():
+    event = record_to_event(Rec("t", 0, 0, key=None, value=None))
+    assert "key" not in event and "value" not in event
+    assert event["timestampType"] == "CREATE_TIME"
+
+
+def test_event_groups_by_topic_partition_in_offset_order():
+    recs = [Rec("t", 1, 5), Rec("t", 0, 3), Rec("t", 1, 4), Rec("u", 0, 9)]
+    event = build_event(recs, bootstrap_servers="b1:9092,b2:9092", event_source_arn=None)
+    assert event["eventSource"] == "SelfManagedKafka"
+    assert "eventSourceArn" not in event
+    assert event["bootstrapServers"] == "b1:9092,b2:9092"
+    assert list(event["records"]) == ["t-1", "t-0", "u-0"]
+    assert [r["offset"] for r in event["records"]["t-1"]] == [4, 5]
+
+
+def test_msk_event_names_the_cluster():
+    arn = "arn:aws:kafka:us-east-1:000000000000:cluster/c/1"
+    event = build_event([Rec("t", 0, 0)], bootstrap_servers="b:1", event_source_arn=arn)
+    assert event["eventSource"] == "aws:kafka"
+    assert event["eventSourceArn"] == arn
+
+
+def test_commit_offsets_are_last_plus_one_per_partition():
+    recs = [Rec("t", 0, 3), Rec("t", 0, 5), Rec("t", 1, 0), Rec("u", 0, 9)]
+    assert commit_offsets(recs) == {("t", 0): 6, ("t", 1): 1, ("u", 0): 10}
+
+
+def test_batcher_closes_on_batch_size_and_carries_the_rest():
+    b = Batcher(batch_size=3, window_s=10, clock=Clock())
+    b.add([Rec("t", 0, i) for i in range(5)])
+    assert b.ready()
+    assert [r.offset for r in b.take()] == [0, 1, 2]
+    assert [r.offset for r in b.records] == [3, 4]
+    assert not b.ready()  # window still open, batch not full
+
+
+def test_batcher_closes_when_the_window_elapses():
+    clock = Clock()
+    b = Batcher(batch_size=100, window_s=0.5, clock=clock)
+    assert b.window_left() is None and not b.ready()
+    b.add([Rec("t", 0, 0)])
+    assert b.window_left() == 0.5 and not b.ready()
+    clock.now += 0.3
+    b.add([Rec("t", 0, 1)])
+    assert abs(b.window_left() - 0.2) < 1e-9  # measured from the first record
+    clock.now += 0.2
+    assert b.ready()
+    assert len(b.take()) == 2
+    assert b.window_left() is None
+
+
+def test_batcher_window_zero_delivers_what_is_there():
+    b = Batcher(batch_size=100, window_s=0, clock=Clock())
+    b.add([Rec("t", 0, 0)])
+    assert b.ready()
+
+
+def test_batcher_respects_the_payload_limit():
+    big = b"x" * 1000
+    b = Batcher(batch_size=100, window_s=10, max_bytes=3000, clock=Clock())
+    b.add([Rec("t", 0, i, value=big) for i in range(4)])
+    first = b.take()
+    assert 1 <= len(first) < 4
+    rest = b.take() + b.take()
+    assert [r.offset for r in first + rest] == [0, 1, 2, 3]
+
+
+def test_batcher_room_counts_carried_records():
+    b = Batcher(batch_size=4, window_s=10, clock=Clock())
+    b.add([Rec("t", 0, i) for i in range(6)])
+    assert b.room() == 0
+
+
+def test_retry_policy_forever_by_default_and_bounded_when_set():
+    assert not RetryPolicy().exhausted(1000)
+    policy = RetryPolicy(maximum_retry_attempts=2)
+    assert not policy.exhausted(1) and not policy.exhausted(2)
+    assert policy.exhausted(3)  # first try + 2 retries failed
+    assert RetryPolicy(maximum_retry_attempts=0).exhausted(1)
+
+
+def test_retry_backoff_doubles_and_caps():
+    policy = RetryPolicy(initial_s=0.5, max_s=3)
+    assert [policy.backoff(n) for n in (1, 2, 3, 4, 5)] == [0.5, 1.0, 2.0, 3, 3]
+
+
+def test_failure_records_one_per_partition_with_batch_info():
+    recs = [Rec("t", 0, 4), Rec("t", 0, 5), Rec("t", 2, 9)]
+    docs = failure_records(recs, esm_uuid="u-1", function_arn="arn:fn", bootstrap_servers="b:1",
+                           event_source_arn=None, attempts=3, status_code=200,
+                           function_error="Unhandled")
+    assert len(docs) == 2
+    info = {d["KafkaBatchInfo"]["partition"]: d["KafkaBatchInfo"] for d in docs}
+    assert info[0]["batchSize"] == 2 and info[0]["firstOffset"] == 4 and info[0]["lastOffset"] == 5
+    assert info[2]["batchSize"] == 1 and info[2]["topic"] == "t"
+    for doc in docs:
+        assert doc["requestContext"]["condition"] == "RetryAttemptsExhausted"
+        assert doc["requestContext"]["approximateInvokeCount"] == 3
+        assert doc["responseContext"]["functionError"] == "Unhandled"
+        assert "payload" not in doc
+
+
+def test_s3_failure_key_layout():
+    key = s3_failure_key("u-1", 2)
+    assert key.startswith("aws/lambda/u-1/2/")
+    assert len(key.split("/")) == 8
