@@ -237,6 +237,8 @@ def serve(sock: socket.socket, handler: Callable[..., Any]) -> None:
         context = LambdaContext(request_id, req.get("invoked-function-arn", ""),
                                 float(req.get("deadline-ms") or (time.time() + 900) * 1000))
         try:
+            if not payload and "payload" in req:  # executor of an older version (in-memory)
+                payload = (req["payload"] or "").encode()
             event = json.loads(payload) if payload.strip() else {}
             result = handler(event, context)
             try:
