@@ -22,7 +22,7 @@ from . import procs
 from .config import HOST, PORTS, Layout
 from .deploy import DeployError, deploy
 from .endpoints import admin_api_key, build_endpoints, read_endpoints, write_endpoints
-from .services import ALL, BACKING, BY_NAME, FRONTEND, Ctx, Service, ServiceError, http_get, kafka_topics, pg_connect
+from .services import BACKING, FRONTEND, Ctx, Service, ServiceError, http_get, kafka_topics, pg_connect
 
 
 def say(msg: str) -> None:
@@ -40,6 +40,15 @@ def _log_tail(path: Path, n: int = 25) -> str:
 class Stack:
     ctx: Ctx
     started: list[str] = field(default_factory=list)  # services started by this invocation
+    backing: tuple[Service, ...] = BACKING  # started in order before the deploy
+    frontend: Service | None = field(default_factory=lambda: FRONTEND)  # started after the deploy and the data bootstrap
+
+    @property
+    def services(self) -> tuple[Service, ...]:
+        return self.backing + ((self.frontend,) if self.frontend else ())
+
+    def service(self, name: str) -> Service | None:
+        return next((s for s in self.services if s.name == name), None)
 
     @classmethod
     def create(cls, layout: Layout | None = None, env: dict[str, str] | None = None) -> "Stack":
@@ -109,7 +118,7 @@ class Stack:
 
     def stop_service(self, svc_or_name: Service | str, timeout: float = 20.0) -> bool:
         name = svc_or_name if isinstance(svc_or_name, str) else svc_or_name.name
-        svc = BY_NAME.get(name)
+        svc = self.service(name)
         t = self.pids.read(name)
         ok = True
         if t is not None:
@@ -123,13 +132,13 @@ class Stack:
         t0 = time.monotonic()
         for d in (self.ctx.layout.logs, self.ctx.layout.pids, self.ctx.layout.data):
             d.mkdir(parents=True, exist_ok=True)
-        conflicts = self.port_conflicts(ALL)
+        conflicts = self.port_conflicts(self.services)
         if conflicts:
             raise ServiceError("cannot start the stack:\n  " + "\n  ".join(conflicts))
         key = admin_api_key(self.ctx.layout)
         prev_api = (read_endpoints(self.ctx.layout) or {}).get("api")
         try:
-            for svc in BACKING:
+            for svc in self.backing:
                 restart = any(dep in self.started for dep in svc.depends_on)
                 self.ensure(svc, force_restart=restart)
         except BaseException:
@@ -144,9 +153,9 @@ class Stack:
         write_endpoints(self.ctx.layout, endpoints)
         if bootstrap and api_url:
             self.bootstrap()
-        if FRONTEND.enabled(self.ctx):
+        if self.frontend is not None and self.frontend.enabled(self.ctx):
             restart = "localstack" in self.started or api_url != prev_api  # it was given another API URL
-            self.ensure(FRONTEND, force_restart=restart)
+            self.ensure(self.frontend, force_restart=restart)
         say(f"stack up in {time.monotonic() - t0:.1f}s; endpoints in {self.ctx.layout.endpoints_file} (mode 0600):")
         print(json.dumps(endpoints, indent=2), flush=True)
         return endpoints
@@ -201,7 +210,8 @@ class Stack:
         say(f"bootstrap: done in {time.monotonic() - t0:.0f}s")
 
     def down(self) -> bool:
-        names = [s.name for s in reversed(ALL)] + [n for n in self.pids.names() if n not in BY_NAME]
+        known = [s.name for s in reversed(self.services)]
+        names = known + [n for n in self.pids.names() if n not in known]
         ok = True
         for name in names:
             t = self.pids.read(name)
@@ -211,7 +221,7 @@ class Stack:
                 say(f"{name}: not running (stale pid file removed)")
                 self.pids.remove(name)
                 continue
-            svc = BY_NAME.get(name)
+            svc = self.service(name)
             if self.stop_service(name):
                 say(f"{name}: stopped (pid {t.pid})")
             else:
@@ -256,7 +266,7 @@ class Stack:
         cmap = procs.children_map()
         rows = []
         total_rss = 0
-        for svc in ALL:
+        for svc in self.services:
             if not svc.enabled(self.ctx) and not self.pids.read(svc.name):
                 continue
             t = self.pids.running(svc.name)

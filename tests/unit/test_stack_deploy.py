@@ -1,0 +1,94 @@
+"""Deploy helpers: parameter overrides, condition evaluation, the localized template, schema splitting."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from movierecs_stack.config import Layout
+from movierecs_stack.deploy import (_eval_condition, excluded_resources, localize_template, overrides_for,
+                                    parse_overrides, read_samconfig)
+from movierecs_stack.services import Ctx, split_sql
+
+ROOT = Path(__file__).resolve().parents[2]
+
+TEMPLATE = """
+AWSTemplateFormatVersion: "2010-09-09"
+Parameters:
+  Target: {Type: String, Default: aws}
+  Stage: {Type: String, Default: v1}
+Conditions:
+  IsAws: !Equals [!Ref Target, aws]
+  IsLocal: !Not [!Condition IsAws]
+  LocalV1: !And [!Condition IsLocal, !Equals [!Ref Stage, v1]]
+Resources:
+  Both:
+    Type: AWS::SQS::Queue
+    Properties:
+      QueueName: !If [IsAws, real, local]
+      Tags:
+        - !If [IsAws, {Key: a, Value: b}, !Ref AWS::NoValue]
+  OnlyAws:
+    Type: AWS::SQS::Queue
+    Condition: IsAws
+  OnlyLocal:
+    Type: AWS::SQS::Queue
+    Condition: LocalV1
+Outputs:
+  AwsOut: {Condition: IsAws, Value: !Ref OnlyAws}
+  Always: {Value: !If [IsAws, !Ref OnlyAws, !Ref OnlyLocal]}
+"""
+
+
+def test_parse_overrides_string_and_list():
+    assert parse_overrides('Target=local A="x y" B=1=2') == {"Target": "local", "A": "x y", "B": "1=2"}
+    assert parse_overrides(["K=V", "junk"]) == {"K": "V"}
+    assert parse_overrides(None) == {}
+
+
+def test_overrides_carry_the_four_endpoints_and_target(tmp_path):
+    ctx = Ctx(Layout(root=tmp_path), {"MOVIERECS_KAFKA_PORT": "29092"})
+    ov = overrides_for(ctx, "k" * 20, {"parameter_overrides": "Target=aws Extra=1"})
+    assert ov == {"Target": "local", "Extra": "1", "ClickHouseUrl": "http://127.0.0.1:18123",
+                  "PostgresDsn": "postgresql://movierecs@127.0.0.1:15432/movierecs",
+                  "KafkaBootstrap": "127.0.0.1:29092", "AdminApiKey": "k" * 20}
+
+
+def test_condition_evaluation():
+    conds = {"A": {"Fn::Equals": [{"Ref": "T"}, "x"]}, "B": {"Fn::Not": [{"Condition": "A"}]},
+             "C": {"Fn::Or": [{"Condition": "A"}, {"Condition": "B"}]}}
+    assert _eval_condition({"Condition": "A"}, conds, {"T": "x"}) is True
+    assert _eval_condition({"Condition": "B"}, conds, {"T": "x"}) is False
+    assert _eval_condition({"Condition": "C"}, conds, {"T": "y"}) is True
+
+
+def test_excluded_and_localized_template(tmp_path):
+    tpl = tmp_path / "template.yaml"
+    tpl.write_text(TEMPLATE)
+    assert excluded_resources(tpl, {"Target": "local"}) == ["OnlyAws"]
+    assert excluded_resources(tpl, {}) == ["OnlyLocal"]  # defaults: Target=aws
+    out = localize_template(tpl, {"Target": "local"})
+    assert out is not None and out.name == "template.local.json"
+    doc = json.loads(out.read_text())
+    assert set(doc["Resources"]) == {"Both", "OnlyLocal"}
+    assert doc["Resources"]["Both"]["Properties"] == {"QueueName": "local", "Tags": []}
+    assert doc["Outputs"] == {"Always": {"Value": {"Ref": "OnlyLocal"}}}
+
+
+def test_samconfig_local_environment():
+    cfg = read_samconfig(ROOT)
+    if not (ROOT / "samconfig.toml").exists():
+        assert cfg == {}
+        return
+    assert cfg["_has_env"] is True
+    assert cfg.get("stack_name")
+
+
+def test_split_sql_and_shipped_schemas():
+    assert split_sql("-- c\nSELECT 1;\nSELECT\n 2;\n") == ["SELECT 1", "SELECT\n 2"]
+    ch = split_sql((ROOT / "infra/sql/clickhouse.sql").read_text())
+    assert ch[0].startswith("CREATE DATABASE IF NOT EXISTS movierecs")
+    names = {s.split("movierecs.")[1].split()[0] for s in ch[1:]}
+    assert names == {"ratings", "likes", "dead_letters", "requests"}
+    assert all("IF NOT EXISTS" in s for s in ch)
+    pg = split_sql((ROOT / "infra/sql/postgres.sql").read_text())
+    assert len(pg) == 2 and all("IF NOT EXISTS" in s for s in pg)
