@@ -136,9 +136,8 @@ def score(reco: pd.DataFrame, test: pd.DataFrame, train: pd.DataFrame, k: int = 
 def time_split(df: pd.DataFrame, cutoff: str | pd.Timestamp | None = None, quantile: float = 0.9):
     """Everything before ``cutoff`` (default: the ``quantile`` of interaction times) trains."""
     ts = df["ts"]
-    cut = pd.Timestamp(cutoff, tz="UTC") if cutoff is not None else ts.quantile(quantile)
-    if cut.tzinfo is None:
-        cut = cut.tz_localize("UTC")
+    cut = pd.Timestamp(cutoff) if cutoff is not None else ts.quantile(quantile)
+    cut = cut.tz_localize("UTC") if cut.tzinfo is None else cut.tz_convert("UTC")
     return df[ts < cut], df[ts >= cut], cut
 
 
@@ -151,8 +150,14 @@ def loo_split(df: pd.DataFrame):
     return d[~test_mask], d[test_mask]
 
 
-def evaluate_time_split(df: pd.DataFrame, params: Params, cutoff=None, quantile: float = 0.9, k: int = K) -> dict[str, Any]:
-    train, test, cut = time_split(df, cutoff, quantile)
+def evaluate_time_split(df: pd.DataFrame, params: Params, cutoff=None, quantile: float = 0.9, k: int = K,
+                        truth: pd.DataFrame | None = None) -> dict[str, Any]:
+    """Fit on ``df`` before the cutoff, score on the interactions after it. ``truth`` (default
+    ``df``) supplies the cutoff quantile and the test part, so recipes that weight or drop
+    training rows differently are still scored on the same users and the same relevant items."""
+    truth = df if truth is None else truth
+    _, test, cut = time_split(truth, cutoff, quantile)
+    train, _, _ = time_split(df, cut)
     t0 = time.perf_counter()
     fitted = fit(train, params)
     art = artifact_from_fitted(fitted)
@@ -176,6 +181,7 @@ def evaluate_time_split(df: pd.DataFrame, params: Params, cutoff=None, quantile:
 
 
 def evaluate_loo(df: pd.DataFrame, params: Params, k: int = K) -> dict[str, Any]:
+    """Leave-last-one-out: every user's latest interaction of ``df`` is the test item."""
     train, test = loo_split(df)
     fitted = fit(train, params)
     art = artifact_from_fitted(fitted)
@@ -187,9 +193,10 @@ def evaluate_loo(df: pd.DataFrame, params: Params, k: int = K) -> dict[str, Any]
     }
 
 
-def time_split_report(df: pd.DataFrame, params: Params, cutoff=None, quantile: float = 0.9, loo: bool = False) -> dict[str, Any]:
+def time_split_report(df: pd.DataFrame, params: Params, cutoff=None, quantile: float = 0.9, loo: bool = False,
+                      truth: pd.DataFrame | None = None) -> dict[str, Any]:
     """The report stored as report.json with each model version."""
-    ts = evaluate_time_split(df, params, cutoff, quantile)
+    ts = evaluate_time_split(df, params, cutoff, quantile, truth=truth)
     rep: dict[str, Any] = {
         "protocol": {
             "k": K, "relevant": "every test interaction (rating of any value, or like)",

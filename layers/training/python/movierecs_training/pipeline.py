@@ -76,15 +76,20 @@ def read_raw(path: str | Path) -> pd.DataFrame:
     return df
 
 
+def truth_of(raw: pd.DataFrame) -> pd.DataFrame:
+    """What evaluation counts as relevant: every rating and like, unweighted (recipe-independent)."""
+    return prepare(raw, Params(weighting="binary", like_weight=1.0))
+
+
 def train_from_raw(raw: pd.DataFrame, out_dir: str | Path, params: Params | dict | None = None, *, evaluate: bool = True) -> Path:
     p = params if isinstance(params, Params) else Params.from_dict(params)
-    return train_artifact(prepare(raw, p), out_dir, p, evaluate=evaluate)
+    return train_artifact(prepare(raw, p), out_dir, p, evaluate=evaluate, truth=truth_of(raw) if evaluate else None)
 
 
 def recipe_metrics(raw: pd.DataFrame, params: Params, quantile: float = 0.9) -> dict[str, Any]:
     from movierecs_training.evaluate import evaluate_time_split
 
-    res = evaluate_time_split(prepare(raw, params), params, quantile=quantile)
+    res = evaluate_time_split(prepare(raw, params), params, quantile=quantile, truth=truth_of(raw))
     return {"cutoff": res["cutoff"], "ials_warm": res["ials_warm"], "hybrid_all": res["hybrid_all"], "warm_users": res["warm_users"]}
 
 
