@@ -1,0 +1,236 @@
+"""The running local stack (``make up``) and the orchestrator's process handling.
+
+The shared stack is only observed here (pids, ports, health, endpoints file). Starting,
+restarting and stopping are exercised on throwaway services and a throwaway Tansu broker
+with their own state folders and ports, so the stack other tests use is never disturbed.
+"""
+from __future__ import annotations
+
+import json
+import os
+import socket
+import stat
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+from movierecs_stack import procs
+from movierecs_stack.config import KAFKA_PARTITIONS, KAFKA_TOPIC, Layout
+from movierecs_stack.endpoints import KEYS
+from movierecs_stack.services import BACKING, AWS_ENV, Ctx, Service, ServiceError, pg_connect
+from movierecs_stack.stack import Stack
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def stack() -> Stack:
+    s = Stack.create()
+    missing = [svc.name for svc in BACKING if not s.pids.running(svc.name)]
+    if missing:
+        pytest.fail(f"stack services not running: {missing}; run `make up` first")
+    return s
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+# --- the shared stack, observed -----------------------------------------------------------------
+def test_recorded_pids_are_exactly_the_listeners(stack):
+    cmap = procs.children_map()
+    for svc in stack.services:
+        t = stack.pids.running(svc.name)
+        if t is None:
+            assert not svc.enabled(stack.ctx) or svc is stack.frontend, f"{svc.name} is not running"
+            continue
+        tree = {t.pid, *procs.descendants(t.pid, cmap)}
+        port = svc.port(stack.ctx)
+        holders = procs.listeners(port)
+        assert holders, f"nothing listens on {port} ({svc.name})"
+        assert set(holders) <= tree, f"{svc.name}: port {port} held by {holders}, tracked tree {sorted(tree)}"
+        assert os.getpgid(t.pid) == t.pid, f"{svc.name} does not lead its own process group"
+        assert svc.ready(stack.ctx)
+
+
+def test_endpoints_file_is_private_and_complete(stack):
+    path = stack.ctx.layout.endpoints_file
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    ep = json.loads(path.read_text())
+    assert tuple(ep) == KEYS
+    assert ep["kafka"] == stack.ctx.kafka_bootstrap
+    assert ep["clickhouse"] == stack.ctx.clickhouse_url
+    assert ep["postgres"] == stack.ctx.postgres_dsn
+    assert ep["admin_api_key"] == stack.ctx.layout.admin_key_file.read_text().strip()
+    assert stat.S_IMODE(stack.ctx.layout.admin_key_file.stat().st_mode) == 0o600
+    if ep["api"] is not None:
+        assert ep["api"].startswith(f"{stack.ctx.localstack_url}/_aws/execute-api/")
+
+
+def test_schemas_applied(stack):
+    conn = pg_connect(stack.ctx)
+    try:
+        tables = {r[0] for r in conn.run("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")}
+    finally:
+        conn.close()
+    assert {"movies", "users"} <= tables
+    import clickhouse_connect
+
+    ch = clickhouse_connect.get_client(host="127.0.0.1", port=stack.ctx.port("clickhouse"))
+    assert {"ratings", "likes", "dead_letters", "requests"} <= set(ch.command("SHOW TABLES FROM movierecs").split("\n"))
+
+
+def test_kafka_topic_exists_with_three_partitions(stack):
+    from movierecs_stack.services import kafka_topics
+
+    assert kafka_topics(stack.ctx).get(KAFKA_TOPIC) == KAFKA_PARTITIONS
+
+
+def test_status_command_reports_every_service(stack):
+    env = dict(os.environ, PYTHONPATH=str(ROOT / "infra"))
+    r = subprocess.run([sys.executable, "-m", "movierecs_stack", "status"], env=env, capture_output=True, text=True,
+                       timeout=120)
+    lines = {ln.split()[0]: ln for ln in r.stdout.splitlines() if ln.strip()}
+    for svc in BACKING:
+        t = stack.pids.running(svc.name)
+        assert svc.name in lines and str(t.pid) in lines[svc.name] and " up " in lines[svc.name], r.stdout
+
+
+# --- the orchestrator on throwaway services -------------------------------------------------------
+SERVER = """
+import http.server, socketserver, subprocess, sys
+subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])  # a child, as real services have
+http.server.ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), http.server.SimpleHTTPRequestHandler).serve_forever()
+"""
+
+
+def dummy(name: str, port_key: str, fail: bool = False) -> Service:
+    def start(ctx: Ctx):
+        argv = [sys.executable, "-c", "import sys; sys.exit(3)"] if fail else \
+            [sys.executable, "-c", SERVER, str(ctx.port(port_key))]
+        return procs.spawn(argv, log=ctx.layout.logs / f"{name}.log", env=dict(os.environ), cwd=ctx.layout.root)
+
+    return Service(name, port_key, f"dummy {name}", start, lambda ctx: procs.port_open(ctx.port(port_key)),
+                   ready_timeout=20)
+
+
+@pytest.fixture
+def throwaway(tmp_path):
+    env = dict(os.environ, MOVIERECS_POSTGRES_PORT=str(free_port()), MOVIERECS_CLICKHOUSE_PORT=str(free_port()),
+               MOVIERECS_LOCALSTACK_PORT=str(free_port()), MOVIERECS_KAFKA_PORT=str(free_port()),
+               MOVIERECS_FRONTEND_PORT=str(free_port()))
+    ctx = Ctx(Layout(root=tmp_path), env)
+    made: list[Stack] = []
+
+    def make(*services: Service) -> Stack:
+        s = Stack(ctx, backing=services, frontend=None)
+        made.append(s)
+        return s
+
+    yield make
+    for s in made:  # never leave a process behind, even when an assertion failed
+        s.down()
+
+
+def test_up_twice_restart_dead_and_down(throwaway):
+    a, b = dummy("a", "postgres"), dummy("b", "kafka")
+    s = throwaway(a, b)
+    s.up(deploy_app=False, bootstrap=False)
+    ta, tb = s.pids.running("a"), s.pids.running("b")
+    assert ta and tb
+    for svc, t in ((a, ta), (b, tb)):
+        assert procs.listeners(svc.port(s.ctx)) == [t.pid]
+    kid = procs.descendants(ta.pid)
+    assert len(kid) == 1
+
+    s2 = throwaway(a, b)
+    s2.up(deploy_app=False, bootstrap=False)  # healthy services are kept
+    assert s2.started == [] and s2.pids.running("a") == ta and s2.pids.running("b") == tb
+
+    procs.stop(tb, timeout=5)  # b dies (as after a crash)
+    s3 = throwaway(a, b)
+    s3.up(deploy_app=False, bootstrap=False)
+    assert s3.started == ["b"]
+    assert s3.pids.running("b").pid != tb.pid and s3.pids.running("a") == ta
+
+    assert s3.down()
+    assert s.pids.names() == []
+    for svc in (a, b):
+        assert procs.port_free(svc.port(s.ctx))
+    assert not procs.alive(ta.pid) and not any(procs.alive(k) for k in kid)
+
+
+def test_failed_up_stops_what_it_started(throwaway):
+    ok, bad = dummy("ok", "postgres"), dummy("bad", "clickhouse", fail=True)
+    s = throwaway(ok, bad)
+    with pytest.raises(ServiceError, match="dummy bad exited with code 3"):
+        s.up(deploy_app=False, bootstrap=False)
+    assert s.pids.names() == []
+    assert procs.port_free(ok.port(s.ctx))
+
+
+def test_port_held_by_a_stranger_is_reported(throwaway):
+    a = dummy("a", "kafka")
+    s = throwaway(a)
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", a.port(s.ctx)))
+        sock.listen()
+        with pytest.raises(ServiceError) as ei:
+            s.up(deploy_app=False, bootstrap=False)
+    msg = str(ei.value)
+    assert f"port {a.port(s.ctx)}" in msg and "MOVIERECS_KAFKA_PORT" in msg and f"pid {os.getpid()}" in msg
+    assert s.pids.names() == []
+
+
+# --- Tansu on LocalStack's S3: what survives a broker restart -------------------------------------
+def test_tansu_s3_storage_survives_a_broker_restart(stack, tmp_path):
+    """A private broker (own port, own bucket on the stack's LocalStack) restarted between produce and consume."""
+    from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+
+    bucket = f"tansu-it-{uuid.uuid4().hex[:8]}"
+    s3 = stack.ctx.s3()
+    s3.create_bucket(Bucket=bucket)
+    port = free_port()
+    url = f"tcp://127.0.0.1:{port}"
+    env = dict(os.environ) | AWS_ENV | {"AWS_ENDPOINT": stack.ctx.localstack_url, "AWS_ALLOW_HTTP": "true"}
+    argv = [str(stack.ctx.layout.tansu), "broker", "--listener-url", url, "--advertised-listener-url", url,
+            "--storage-engine", f"s3://{bucket}/"]
+    store = procs.PidStore(tmp_path / "pids")
+
+    def start() -> procs.Tracked:
+        p = procs.spawn(argv, log=tmp_path / "tansu.log", env=env)
+        t = store.write("tansu", p.pid)
+        deadline = time.monotonic() + 20
+        while not procs.port_open(port) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert procs.port_open(port), (tmp_path / "tansu.log").read_text()[-2000:]
+        return t
+
+    t = start()
+    try:
+        prod = KafkaProducer(bootstrap_servers=f"127.0.0.1:{port}", linger_ms=5)
+        for i in range(3000):
+            prod.send("durable", key=str(i % 5).encode(), value=f"v{i}".encode())
+        prod.flush()
+        prod.close()
+        assert procs.stop(t, timeout=10)
+        t = start()
+        cons = KafkaConsumer(bootstrap_servers=f"127.0.0.1:{port}", enable_auto_commit=False, consumer_timeout_ms=8000)
+        parts = cons.partitions_for_topic("durable")
+        assert parts
+        cons.assign([TopicPartition("durable", p) for p in parts])
+        cons.seek_to_beginning()
+        values = {m.value for m in cons}
+        cons.close()
+        assert values == {f"v{i}".encode() for i in range(3000)}
+    finally:
+        procs.stop(t, timeout=10)
+        for obj in s3.list_objects_v2(Bucket=bucket).get("Contents", []):
+            s3.delete_object(Bucket=bucket, Key=obj["Key"])
+        s3.delete_bucket(Bucket=bucket)
