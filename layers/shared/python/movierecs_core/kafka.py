@@ -24,7 +24,6 @@ def _new_producer(bootstrap: str) -> Any:
         retries=3,
         request_timeout_ms=4000,
         max_block_ms=4000,
-        api_version_auto_timeout_ms=4000,
         reconnect_backoff_max_ms=1000,
         client_id="movierecs-like-ingest",
     )

@@ -61,7 +61,7 @@ class ApiApp(Chalice):
                     return view(*args, **kw)
                 except ApiError as exc:
                     if exc.status >= 500:
-                        self.logger.error("dependency failure: %s", exc.message)
+                        self.logger.error("dependency failure: %s", exc.message, exc_info=exc.__cause__ or False)
                     return error_response(exc.status, exc.message)
                 except Exception:
                     rid = self._request_id()
