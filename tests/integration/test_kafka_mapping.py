@@ -262,3 +262,21 @@ def test_msk_mapping_uses_aws_kafka_shape(aws, extension_stack, kafka_bootstrap,
     for doc in docs:
         assert doc["event"]["eventSource"] == "aws:kafka"
         assert doc["event"]["eventSourceArn"] == cluster_arn
+
+
+def test_latest_starts_after_existing_records(aws, extension_stack, kafka_bootstrap, producer,
+                                              topic, mappings):
+    bucket = extension_stack["OutputBucketName"]
+    _produce(producer, topic, 9)  # 3 per partition, older than the mapping
+    time.sleep(0.05)
+    mapping = _create_mapping(aws, extension_stack, kafka_bootstrap, topic, mappings,
+                              StartingPosition="LATEST")
+    # the skipped position is committed: the group starts after the old records
+    _wait(lambda: _committed(kafka_bootstrap, mapping["UUID"], topic) == {0: 3, 1: 3, 2: 3},
+          30, "LATEST position committed")
+    new = _produce(producer, topic, 6, start=50)
+    _wait(lambda: len(_records(_deliveries(aws, bucket, topic))) >= 6, 60, "new records")
+    time.sleep(1)
+    seen = sorted(f"{r['partition']}:{r['offset']}" for r in
+                  _records(_deliveries(aws, bucket, topic)))
+    assert seen == sorted(new)

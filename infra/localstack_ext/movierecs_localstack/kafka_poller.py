@@ -13,10 +13,10 @@ Semantics (AWS's documented behaviour, see docs/local-cloud-extension.md):
   very same records, exponential backoff) and never skipped: with ``MaximumRetryAttempts``
   unset AWS retries Kafka batches forever; when set, after the retries the batch metadata
   goes to ``DestinationConfig.OnFailure`` (SQS, SNS or S3) and the offsets are committed;
-* ``StartingPosition`` TRIM_HORIZON starts at the earliest offset; LATEST starts at the
-  position when the mapping's group first joined, and that position is committed at once
-  (Tansu's end offsets are unreliable right after a batch, so the committed offsets, never
-  ``seek_to_end``, carry the position afterwards);
+* ``StartingPosition`` TRIM_HORIZON starts at the earliest offset; LATEST starts after the
+  records that existed when the mapping was created (records with a timestamp before the
+  mapping's creation are skipped and that position committed: Tansu's end offsets are
+  unreliable right after a batch, so ``seek_to_end`` is never used);
 * the EsmWorker's shutdown (disable, update, delete) stops polling within ~0.2 s.
 
 The EsmWorker calls :meth:`KafkaPoller.poll_events` in a loop with a 1 s pause after each
@@ -152,6 +152,11 @@ class KafkaPoller(Poller):
         self._lambda = None
         self._stop_event: threading.Event | None = None
         self._closed = False
+        # LATEST: partitions without a committed offset skip records older than the mapping
+        created = esm_config.get("LastModified")
+        self.created_ms = int((created.timestamp() if hasattr(created, "timestamp")
+                               else time.time()) * 1000)
+        self.skip_before: dict[TopicPartition, int] = {}
         with _CURRENT_LOCK:
             _CURRENT[self.uuid] = self
 
@@ -203,27 +208,41 @@ class KafkaPoller(Poller):
         return consumer
 
     def _start_at_latest(self, consumer: KafkaConsumer) -> None:
-        """LATEST without a committed position: take the current end, commit it right away."""
+        """LATEST for partitions the group never committed: start after the records that
+        existed when the mapping was created.
+
+        Tansu's end offsets are unreliable right after a multi-record batch, so instead of
+        ``seek_to_end`` the partition is read from the beginning and records older than the
+        mapping's creation time are skipped (and that position committed). Once committed,
+        the group's offsets carry the position, as for TRIM_HORIZON.
+        """
         deadline = time.monotonic() + 30
         while not consumer.assignment() and time.monotonic() < deadline and not self._should_stop():
             consumer.poll(timeout_ms=200, max_records=1)
-            if consumer.assignment():
-                break
-        assigned = list(consumer.assignment())
-        if not assigned:
-            return
-        to_commit = {}
-        ends = consumer.end_offsets(assigned)
-        for tp in assigned:
-            if consumer.committed(tp) is None:
-                to_commit[tp] = OffsetAndMetadata(ends.get(tp, 0), "", -1)
-        if to_commit:
-            consumer.commit(to_commit)
-        for tp in assigned:
+        for tp in consumer.assignment():
             committed = consumer.committed(tp)
-            if committed is not None:
-                consumer.seek(tp, committed)
-        # anything the probe poll above fetched is dropped by the seek
+            if committed is None:
+                self.skip_before[tp] = self.created_ms
+                consumer.seek_to_beginning(tp)
+            else:
+                consumer.seek(tp, committed)  # undo whatever the probe poll consumed
+
+    def _skip_old(self, tp: TopicPartition, records: list[Any]) -> list[Any]:
+        """Drop records older than the mapping (LATEST start); commit past them."""
+        cutoff = self.skip_before.get(tp)
+        if cutoff is None:
+            return records
+        keep_from = len(records)
+        for i, record in enumerate(records):
+            if record.timestamp >= cutoff:
+                keep_from = i
+                del self.skip_before[tp]
+                break
+        if keep_from and self.consumer is not None:
+            # no record of this partition is in the batcher yet: committing is safe
+            self.consumer.commit({tp: OffsetAndMetadata(records[keep_from - 1].offset + 1,
+                                                        "", -1)})
+        return records[keep_from:]
 
     def close(self) -> None:
         self._closed = True
@@ -273,7 +292,9 @@ class KafkaPoller(Poller):
             timeout_ms = 200 if left is None else max(0, int(left * 1000))
             polled = consumer.poll(timeout_ms=timeout_ms, max_records=max(1, self.batcher.room()),
                                    update_offsets=True)
-            for records in polled.values():
+            for tp, records in polled.items():
+                if self.skip_before:
+                    records = self._skip_old(tp, records)
                 self.batcher.add(records)
             if not polled and left is None:
                 return False
@@ -284,6 +305,7 @@ class KafkaPoller(Poller):
         # Nothing of the in-flight batch was committed: the new consumer re-reads it.
         self.batcher = Batcher(batch_size=self.batch_size, window_s=self.window_s)
         self.pending, self.failed_attempts = None, 0
+        self.skip_before = {}
         if consumer is not None:
             try:
                 consumer.close(autocommit=False)
