@@ -1,9 +1,10 @@
 """Training: interactions -> rectools iALS (known users) + PopularModel (cold users) -> artifact.
 
 Interactions are MovieLens ratings plus likes from ClickHouse. Weighting (docs/MODEL.md):
-``binary`` (default, chosen by the search) counts every rating as one positive of weight 1,
-``positive`` keeps only ratings >= 4, ``rating`` weights a rating r by r/4. A like is a
-positive of weight ``like_weight``; a (user, movie) pair seen twice keeps the larger weight.
+``rating`` (default, chosen by the search) keeps every rating as a positive of weight r/4,
+``binary`` counts every rating as weight 1, ``positive`` keeps only ratings >= 4. A like is a
+positive of weight ``like_weight`` (1.0 = a 4-star rating); a (user, movie) pair seen twice
+keeps the larger weight.
 iALS confidence is ``alpha * weight`` (implicit's convention), which the serving fold-in reuses.
 """
 from __future__ import annotations
@@ -31,7 +32,7 @@ class Params:
     regularization: float = 50.0
     alpha: float = 4.0
     iterations: int = 15
-    weighting: str = "binary"
+    weighting: str = "rating"
     like_weight: float = 1.0
     random_state: int = 42
     num_threads: int = 2
