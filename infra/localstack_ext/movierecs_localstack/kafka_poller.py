@@ -31,6 +31,7 @@ import logging
 import os
 import threading
 import time
+import uuid
 from typing import Any
 
 import botocore.config
@@ -150,6 +151,7 @@ class KafkaPoller(Poller):
         self.failed_attempts = 0
         self.last_failure: tuple[int, str | None] = (200, None)
         self._lambda = None
+        self._service: Any = None
         self._stop_event: threading.Event | None = None
         self._closed = False
         # LATEST: partitions without a committed offset skip records older than the mapping
@@ -329,13 +331,35 @@ class KafkaPoller(Poller):
             )
         return self._lambda
 
+    def _lambda_service(self):
+        """LocalStack's in-process Lambda service (what the Invoke API calls), or None.
+
+        An ESM invokes its function from inside the Lambda service on AWS too; going through
+        the gateway instead (boto3 client: serialize, sign, HTTP, parse) costs about a third
+        of the time per batch at BatchSize 1000.
+        """
+        if self._service is None:
+            try:
+                from localstack.services.plugins import SERVICE_PLUGINS
+
+                provider = getattr(SERVICE_PLUGINS.get_service("lambda"), "_provider", None)
+                self._service = getattr(provider, "lambda_service", None) or False
+            except Exception:
+                self._service = False
+        return self._service or None
+
     def _invoke(self, batch: list[Any]) -> bool:
+        """Invoke the function synchronously with the batch; True when it succeeded."""
         event = build_event(batch, bootstrap_servers=self.bootstrap,
                             event_source_arn=self.source_arn)
+        payload = json.dumps(event).encode()
+        service = self._lambda_service()
         try:
+            if service is not None:
+                return self._invoke_in_process(service, payload)
             result = self._lambda_client().invoke(FunctionName=self.function_arn,
                                                   InvocationType="RequestResponse",
-                                                  Payload=json.dumps(event))
+                                                  Payload=payload)
         except Exception as exc:  # throttling, function deleted, ...: a failed attempt
             LOG.warning("Kafka mapping %s: invoke failed: %s", self.uuid, exc)
             self.last_failure = (500, "Unhandled")
@@ -343,6 +367,24 @@ class KafkaPoller(Poller):
         result["Payload"].read()
         if result.get("FunctionError"):
             self.last_failure = (int(result.get("StatusCode", 200)), result["FunctionError"])
+            return False
+        return True
+
+    def _invoke_in_process(self, service: Any, payload: bytes) -> bool:
+        arn = parse_arn(self.function_arn)
+        parts = arn["resource"].split(":")  # function:<name>[:<qualifier>]
+        result = service.invoke(
+            function_name=parts[1],
+            qualifier=parts[2] if len(parts) > 2 else None,
+            region=arn["region"],
+            account_id=arn["account"],
+            invocation_type="RequestResponse",
+            client_context=None,
+            request_id=str(uuid.uuid4()),
+            payload=payload,
+        )
+        if result is None or result.is_error:
+            self.last_failure = (200, "Unhandled")
             return False
         return True
 
