@@ -16,8 +16,6 @@ import hashlib
 import json
 import os
 import re
-import secrets
-import tempfile
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -43,7 +41,7 @@ class ArtifactError(Exception):
 def new_version(now: datetime | None = None) -> str:
     """A sortable, unique version id: ``YYYYMMDDTHHMMSSZ-<8 hex>``."""
     now = now or datetime.now(timezone.utc)
-    return now.strftime("%Y%m%dT%H%M%SZ") + "-" + secrets.token_hex(4)
+    return now.strftime("%Y%m%dT%H%M%SZ") + "-" + os.urandom(4).hex()
 
 
 def is_valid_version(version: object) -> bool:
@@ -120,6 +118,12 @@ class ModelArtifact:
                     )
         model = _load_npz(root / MODEL_FILE, MODEL_ARRAYS)
         seen = _load_npz(root / SEEN_FILE, SEEN_ARRAYS)
+        for name, arr, kind in (("seen indices", seen["indices"], "iu"), ("seen indptr", seen["indptr"], "iu"),
+                                ("user ids", model["user_ids"], "iu"), ("item ids", model["item_ids"], "iu"),
+                                ("popular", model["popular"], "iu"), ("user factors", model["user_factors"], "f"),
+                                ("item factors", model["item_factors"], "f"), ("seen data", seen["data"], "f")):
+            if arr.dtype.kind not in kind:
+                raise ArtifactError(f"{root}: {name} have dtype {arr.dtype}, expected {'integers' if kind == 'iu' else 'floats'}")
         report: dict[str, Any] = {}
         if REPORT_FILE in files:
             try:
@@ -225,11 +229,16 @@ def write_artifact(
         popular=np.asarray(popular, dtype=np.int64),
         popular_scores=np.asarray(popular_scores, dtype=np.float64),
     )
+    # seen.npz dominates the artifact's size (one entry per training interaction) and so the
+    # cold start (read + sha256): store item rows as uint16 and weights as float16 when exact.
+    n_items = int(np.shape(item_factors)[0])
+    data32 = np.asarray(seen_data, dtype=np.float32)
+    data16 = data32.astype(np.float16)
     np.savez(
         root / SEEN_FILE,
         indptr=np.asarray(seen_indptr, dtype=np.int64),
-        indices=np.asarray(seen_indices, dtype=np.int32),
-        data=np.asarray(seen_data, dtype=np.float32),
+        indices=np.asarray(seen_indices, dtype=np.uint16 if n_items <= 65536 else np.int32),
+        data=data16 if np.array_equal(data16.astype(np.float32), data32) else data32,
     )
     (root / REPORT_FILE).write_text(json.dumps(report or {}, indent=2, default=_json_default), encoding="utf-8")
     manifest = {
@@ -248,8 +257,8 @@ def write_artifact(
         },
         "files": {n: sha256_file(root / n) for n in (MODEL_FILE, SEEN_FILE, REPORT_FILE)},
     }
-    fd, tmp = tempfile.mkstemp(dir=root, prefix=".manifest-")
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
+    tmp = root / f".manifest-{os.getpid()}"
+    with open(tmp, "w", encoding="utf-8") as f:
         json.dump(manifest, f, indent=2, default=_json_default)
     os.replace(tmp, root / MANIFEST)
     return root
