@@ -81,7 +81,7 @@ def movie_card(m: Movie, on_like, poster_height=("150px", "190px")) -> rx.Compon
         rx.inset(poster(m, poster_height), side="top", pb="current"),
         rx.vstack(
             rx.text(m.title, size="2", weight="bold", trim="both", line_clamp=2,
-                    title=m.title, class_name="movie-title"),
+                    title=m.full_title, class_name="movie-title"),
             rx.text(m.genres, size="1", color_scheme="gray", line_clamp=1),
             rx.box(like_button(m, on_like), margin_top="auto", width="100%"),
             spacing="2", padding_top="0.6em", flex_grow="1",

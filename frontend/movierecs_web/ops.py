@@ -75,15 +75,15 @@ def charts() -> rx.Component:
 def version_row(v: Version) -> rx.Component:
     return rx.table.row(
         rx.table.cell(
-            rx.hstack(rx.code(v.version, size="1"),
+            rx.hstack(rx.code(v.version, size="1", white_space="nowrap"),
                       rx.cond(v.current, rx.badge("current", color_scheme="grass",
                                                   variant="solid", class_name="current-badge")),
                       spacing="2", align="center", wrap="wrap"),
         ),
         rx.table.cell(rx.text(v.created_at, size="1", white_space="nowrap")),
-        rx.table.cell(rx.badge(v.status, color_scheme=rx.cond(
-            v.status == "FAILED", "red", rx.cond(v.status == "RUNNING", "amber", "gray")),
-            variant="soft")),
+        rx.table.cell(rx.badge(v.status, color_scheme=rx.match(
+            v.status.lower(), ("failed", "red"), ("running", "amber"), ("promoted", "grass"),
+            ("succeeded", "grass"), "gray"), variant="soft")),
         rx.table.cell(rx.cond(v.promoted, rx.icon("check", size=16, aria_label="promoted"),
                               rx.text("—", color_scheme="gray"))),
         rx.table.cell(rx.text(v.metrics, size="1", color_scheme="gray")),
@@ -125,6 +125,9 @@ def versions_table() -> rx.Component:
                     rx.table.body(rx.foreach(OpsState.versions, version_row)),
                     size="1", width="100%",
                 ),
+                rx.cond(OpsState.versions.length() == 0,
+                        rx.text("No model versions yet: start a retrain.", size="2",
+                                color_scheme="gray", padding="0.75em")),
                 width="100%", overflow_x="auto",
             ),
             spacing="3", width="100%",
@@ -188,8 +191,8 @@ def page() -> rx.Component:
                 stat("Requests", OpsState.total_requests, "in window", "arrow-down-up",
                      "total-requests"),
                 stat("Peak", OpsState.peak_rps, "req/s", "gauge", "peak-rps"),
-                stat("Latency p50 / p95", OpsState.last_p50.to_string() + " / "
-                     + OpsState.last_p95.to_string(), "ms", "timer", "latency-now"),
+                stat("Latency p50 / p95 (last minute)", OpsState.latency_now, "ms", "timer",
+                     "latency-now"),
                 stat("Errors", OpsState.total_errors, "in window", "triangle-alert",
                      "total-errors"),
                 stat("Likes", OpsState.total_likes, "in window", "heart", "total-likes"),

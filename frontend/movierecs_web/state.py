@@ -32,6 +32,7 @@ class Movie:
 
     movie_id: int = 0
     title: str = ""
+    full_title: str = ""
     year: str = ""
     genres: str = ""
     initials: str = ""
@@ -52,7 +53,8 @@ def to_movie(item: dict, liked: set[int]) -> Movie:
     genres = [str(g) for g in item.get("genres") or []]
     year = item.get("year")
     return Movie(
-        movie_id=int(item["movie_id"]), title=title, year=str(year) if year else "",
+        movie_id=int(item["movie_id"]), title=posters.display_title(title), full_title=title,
+        year=str(year) if year else "",
         genres=" · ".join(genres), initials=posters.initials(title),
         poster=posters.background(title, genres), liked=int(item["movie_id"]) in liked,
     )
@@ -182,8 +184,8 @@ class RecState(rx.State):
             return
         liked_ids = {int(x["movie_id"]) for x in likes["items"]} if isinstance(likes, dict) else set()
         self.items = [to_movie(it, liked_ids) for it in recs.get("items", [])]
-        self.strategy = str(recs.get("strategy", ""))
-        self.model_version = str(recs.get("model_version", ""))
+        self.strategy = str(recs.get("strategy") or "")
+        self.model_version = str(recs.get("model_version") or "")
         self.loading = False
         self.fetches += 1
         if isinstance(likes, dict):
@@ -196,7 +198,8 @@ class RecState(rx.State):
 
     def _set_likes(self, data: dict) -> None:
         now = dt.datetime.now(dt.timezone.utc)
-        self.likes = [Like(movie_id=int(x["movie_id"]), title=str(x.get("title", "")),
+        self.likes = [Like(movie_id=int(x["movie_id"]),
+                           title=posters.display_title(str(x.get("title", ""))),
                            when=_ago(x.get("ts", ""), now)) for x in data.get("items", [])]
         self.side_error = ""
 
@@ -273,12 +276,17 @@ def merge_series(stats: dict) -> list[dict]:
         for point in stats.get(key) or []:
             t = str(point.get("t", ""))
             row = rows.setdefault(t, {"t": t, "minute": t[11:16] or t, "requests": 0, "rps": 0.0,
-                                      "errors": 0, "p50": 0.0, "p95": 0.0, "likes": 0})
-            v = point.get("v") or 0
-            row[col] = round(float(v), 2)
+                                      "errors": 0, "p50": None, "p95": None, "likes": 0})
+            v = point.get("v")
+            # A minute without requests has no latency: leave a gap, not a zero.
+            row[col] = None if v is None and col in ("p50", "p95") else round(float(v or 0), 2)
     for row in rows.values():
         row["rps"] = round(row["requests"] / 60.0, 3)
     return [rows[t] for t in sorted(rows)]
+
+
+def _ms(value: float) -> str:
+    return f"{value:.1f}" if value < 100 else f"{value:.0f}"
 
 
 def _fmt_metrics(metrics: dict) -> str:
@@ -292,12 +300,11 @@ class OpsState(rx.State):
     """The ops page: stats charts, error log, model versions, reload/rollback, retrain."""
 
     minutes: str = "60"
-    series: list[dict[str, float | int | str]] = []
+    series: list[dict[str, float | int | str | None]] = []
     total_requests: int = 0
     total_errors: int = 0
     total_likes: int = 0
-    last_p50: float = 0.0
-    last_p95: float = 0.0
+    latency_now: str = "–"
     peak_rps: float = 0.0
     errors: list[ErrorLine] = []
     versions: list[Version] = []
@@ -353,9 +360,8 @@ class OpsState(rx.State):
         self.total_errors = int(sum(r["errors"] for r in rows))
         self.total_likes = int(sum(r["likes"] for r in rows))
         self.peak_rps = max((r["rps"] for r in rows), default=0.0)
-        busy = [r for r in rows if r["requests"] > 0]
-        self.last_p50 = busy[-1]["p50"] if busy else 0.0
-        self.last_p95 = busy[-1]["p95"] if busy else 0.0
+        busy = [r for r in rows if r["p50"] is not None and r["p95"] is not None]
+        self.latency_now = (f"{_ms(busy[-1]['p50'])} / {_ms(busy[-1]['p95'])}" if busy else "–")
 
     def _set_models(self, models: dict) -> None:
         self.current = str(models.get("current") or "")

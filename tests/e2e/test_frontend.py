@@ -241,8 +241,10 @@ def test_recommendations_for_a_user_are_the_apis(browser, api):
     expected = api.get("/recommendations", user_id=user_id, k=8)
 
     assert shown_ids(s) == [it["movie_id"] for it in expected["items"]]
-    titles = s.page.locator("#recs-grid .movie-title").all_inner_texts()
+    titles = s.page.eval_on_selector_all("#recs-grid .movie-title", "els => els.map(e => e.title)")
     assert titles == [it["title"] for it in expected["items"]]
+    shown = s.page.locator("#recs-grid .movie-title").all_inner_texts()
+    assert all(t.strip() for t in shown)
     assert strategy(s) == expected["strategy"]
     assert s.page.inner_text("#model-version") == expected["model_version"]
     # Posters are drawn locally: a gradient background, initials, no image download.
@@ -262,13 +264,13 @@ def test_like_shows_liked_state_and_leaves_the_next_list(browser, api):
     ids = shown_ids(s)
     assert len(ids) == 10
     target = ids[0]
-    title = card(s, target).locator(".movie-title").inner_text()
+    title = card(s, target).locator(".movie-title").inner_text().strip()
 
     like(s, target)
     wait_likes_acknowledged(s, [target])
     assert card(s, target).locator(".like-button").inner_text().strip() == "Liked"
-    s.page.wait_for_selector(f'[data-sonner-toast] :text("Liked")')
-    s.page.wait_for_selector(f'#recent-likes .like-row:has-text("{title}")')
+    s.page.locator("[data-sonner-toast]").filter(has_text="Liked").first.wait_for()
+    s.page.locator("#recent-likes .like-row").filter(has_text=title).first.wait_for()
     s.page.wait_for_selector("#similar-grid .movie-card")
     assert title in s.page.inner_text("#recs-root")  # "Because you liked “title”"
     s.shot("liked")
