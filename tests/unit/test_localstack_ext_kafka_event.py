@@ -9,6 +9,8 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import pytest
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "infra" / "localstack_ext"))
 
 from movierecs_localstack.kafka_event import (  # noqa: E402
@@ -159,3 +161,42 @@ def test_s3_failure_key_layout():
     key = s3_failure_key("u-1", 2)
     assert key.startswith("aws/lambda/u-1/2/")
     assert len(key.split("/")) == 8
+
+
+def test_kafka_mapping_detection():
+    from movierecs_localstack.kafka_event import is_kafka_mapping
+
+    assert is_kafka_mapping("kafka", {})
+    assert is_kafka_mapping("", {"SelfManagedEventSource": {"Endpoints": {}}})
+    assert not is_kafka_mapping("", {})
+    assert not is_kafka_mapping("sqs", {"SelfManagedEventSource": {}})
+
+
+def test_defaults_follow_aws_and_name_the_group_after_the_mapping():
+    from movierecs_localstack.kafka_event import apply_kafka_defaults
+
+    msk = {"UUID": "u-1"}
+    apply_kafka_defaults(msk, "kafka")
+    assert msk["BatchSize"] == 100 and msk["MaximumRetryAttempts"] == -1
+    assert msk["StartingPosition"] == "TRIM_HORIZON"
+    assert msk["AmazonManagedKafkaEventSourceConfig"] == {"ConsumerGroupId": "u-1"}
+    own = {"UUID": "u-2"}
+    apply_kafka_defaults(own, "")
+    assert own["SelfManagedKafkaEventSourceConfig"] == {"ConsumerGroupId": "u-2"}
+
+
+def test_bootstrap_servers_and_consumer_group():
+    from movierecs_localstack.kafka_event import bootstrap_servers_for, consumer_group_for
+
+    own = {"UUID": "u", "SelfManagedEventSource": {
+        "Endpoints": {"KAFKA_BOOTSTRAP_SERVERS": ["a:1", "b:2"]}}}
+    assert bootstrap_servers_for(own, {}) == "a:1,b:2"
+    assert consumer_group_for(own) == "u"
+    msk = {"UUID": "u", "EventSourceArn": "arn:aws:kafka:us-east-1:1:cluster/c/1",
+           "AmazonManagedKafkaEventSourceConfig": {"ConsumerGroupId": "mine"}}
+    assert bootstrap_servers_for(msk, {"MOVIERECS_MSK_BOOTSTRAP": "k:9"}) == "k:9"
+    assert consumer_group_for(msk) == "mine"
+    with pytest.raises(ValueError, match="MOVIERECS_MSK_BOOTSTRAP"):
+        bootstrap_servers_for(msk, {})
+    with pytest.raises(ValueError, match="KAFKA_BOOTSTRAP_SERVERS"):
+        bootstrap_servers_for({"UUID": "u", "SelfManagedEventSource": {}}, {})

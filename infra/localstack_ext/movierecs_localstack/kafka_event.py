@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import base64
 import datetime
+import os
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -240,3 +241,49 @@ def s3_failure_key(esm_uuid: str, partition: int, now: datetime.datetime | None 
     now = now or datetime.datetime.now(datetime.timezone.utc)
     return (f"aws/lambda/{esm_uuid}/{partition}/{now:%Y/%m/%d}/"
             f"{now:%Y-%m-%dT%H.%M.%S}-{uuid.uuid4()}")
+
+
+# ------------------------------------------------------------------- mapping configuration
+def is_kafka_mapping(source_service: str, config: dict[str, Any]) -> bool:
+    """LocalStack passes ``"kafka"`` for an MSK cluster ARN and ``""`` for a mapping without
+    EventSourceArn (self-managed Kafka)."""
+    if source_service == "kafka":
+        return True
+    return not source_service and bool(config.get("SelfManagedEventSource"))
+
+
+def apply_kafka_defaults(defaults: dict[str, Any], service: str) -> None:
+    """AWS's defaults for a Kafka mapping (the request's own values are merged over these):
+    BatchSize 100, retries forever, TRIM_HORIZON, consumer group = the mapping UUID."""
+    defaults.setdefault("BatchSize", DEFAULT_BATCH_SIZE)
+    defaults.setdefault("MaximumRetryAttempts", -1)
+    defaults.setdefault("StartingPosition", "TRIM_HORIZON")
+    key = ("AmazonManagedKafkaEventSourceConfig" if service == "kafka"
+           else "SelfManagedKafkaEventSourceConfig")
+    defaults.setdefault(key, {"ConsumerGroupId": defaults["UUID"]})
+
+
+def bootstrap_servers_for(config: dict[str, Any], environ: dict[str, str] | None = None) -> str:
+    """Self-managed: the mapping's KAFKA_BOOTSTRAP_SERVERS; MSK: ``MOVIERECS_MSK_BOOTSTRAP``
+    (there is no MSK emulator; the local broker stands in for every cluster ARN)."""
+    environ = os.environ if environ is None else environ
+    if config.get("EventSourceArn"):
+        servers = environ.get("MOVIERECS_MSK_BOOTSTRAP", "")
+        if not servers:
+            raise ValueError("MSK mapping needs MOVIERECS_MSK_BOOTSTRAP (host:port of the local "
+                             "Kafka broker) in LocalStack's environment")
+        return servers
+    endpoints = (config.get("SelfManagedEventSource") or {}).get("Endpoints") or {}
+    servers = endpoints.get("KAFKA_BOOTSTRAP_SERVERS") or []
+    if not servers:
+        raise ValueError("SelfManagedEventSource.Endpoints.KAFKA_BOOTSTRAP_SERVERS is empty")
+    return ",".join(servers)
+
+
+def consumer_group_for(config: dict[str, Any]) -> str:
+    """ConsumerGroupId of the mapping's Kafka config, else the mapping UUID (AWS's rule)."""
+    for key in ("SelfManagedKafkaEventSourceConfig", "AmazonManagedKafkaEventSourceConfig"):
+        group = (config.get(key) or {}).get("ConsumerGroupId")
+        if group:
+            return group
+    return config["UUID"]

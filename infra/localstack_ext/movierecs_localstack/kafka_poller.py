@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import threading
 import time
 import uuid
@@ -47,9 +46,13 @@ from movierecs_localstack.kafka_event import (
     DEFAULT_BATCHING_WINDOW_S,
     Batcher,
     RetryPolicy,
+    apply_kafka_defaults,
+    bootstrap_servers_for,
     build_event,
     commit_offsets,
+    consumer_group_for,
     failure_records,
+    is_kafka_mapping,
     s3_failure_key,
 )
 
@@ -70,22 +73,10 @@ _CURRENT: dict[str, "KafkaPoller"] = {}
 _CURRENT_LOCK = threading.Lock()
 
 
-def is_kafka_mapping(source_service: str, config: dict[str, Any]) -> bool:
-    if source_service == "kafka":
-        return True
-    return not source_service and bool(config.get("SelfManagedEventSource"))
-
-
 def set_defaults_hook(defaults: dict, request: dict, service: str) -> None:
     """``lambda_set_event_source_config_defaults``: AWS's defaults for Kafka mappings."""
-    if not is_kafka_mapping(service, request):
-        return
-    defaults.setdefault("BatchSize", DEFAULT_BATCH_SIZE)
-    defaults.setdefault("MaximumRetryAttempts", -1)
-    defaults.setdefault("StartingPosition", "TRIM_HORIZON")
-    key = ("AmazonManagedKafkaEventSourceConfig" if service == "kafka"
-           else "SelfManagedKafkaEventSourceConfig")
-    defaults.setdefault(key, {"ConsumerGroupId": defaults["UUID"]})
+    if is_kafka_mapping(service, request):
+        apply_kafka_defaults(defaults, service)
 
 
 def create_poller_hook(holder: Any, source_service: str, esm_config: dict) -> None:
@@ -97,30 +88,6 @@ def create_poller_hook(holder: Any, source_service: str, esm_config: dict) -> No
         return KafkaPoller(esm_config, processor=processor)
 
     holder.create_poller_fn = create
-
-
-def bootstrap_servers_for(config: dict[str, Any]) -> str:
-    """Self-managed: the mapping's KAFKA_BOOTSTRAP_SERVERS; MSK: ``MOVIERECS_MSK_BOOTSTRAP``
-    (there is no MSK emulator; the local broker stands in for every cluster ARN)."""
-    if config.get("EventSourceArn"):
-        servers = os.environ.get("MOVIERECS_MSK_BOOTSTRAP", "")
-        if not servers:
-            raise ValueError("MSK mapping needs MOVIERECS_MSK_BOOTSTRAP (host:port of the local "
-                             "Kafka broker) in LocalStack's environment")
-        return servers
-    endpoints = config.get("SelfManagedEventSource", {}).get("Endpoints", {})
-    servers = endpoints.get("KAFKA_BOOTSTRAP_SERVERS") or []
-    if not servers:
-        raise ValueError("SelfManagedEventSource.Endpoints.KAFKA_BOOTSTRAP_SERVERS is empty")
-    return ",".join(servers)
-
-
-def consumer_group_for(config: dict[str, Any]) -> str:
-    for key in ("SelfManagedKafkaEventSourceConfig", "AmazonManagedKafkaEventSourceConfig"):
-        group = (config.get(key) or {}).get("ConsumerGroupId")
-        if group:
-            return group
-    return config["UUID"]
 
 
 class KafkaPoller(Poller):
