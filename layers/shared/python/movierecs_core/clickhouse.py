@@ -9,8 +9,6 @@ import threading
 from typing import Any
 from urllib.parse import unquote, urlparse
 
-import clickhouse_connect
-
 _lock = threading.Lock()
 _clients: dict[str, Any] = {}
 
@@ -42,6 +40,8 @@ def get_client(url: str) -> Any:
     with _lock:
         c = _clients.get(url)
         if c is None:
+            import clickhouse_connect  # ~0.1 s: imported on first use, not in the function's init
+
             c = clickhouse_connect.get_client(**client_kwargs(url))
             _clients[url] = c
         return c

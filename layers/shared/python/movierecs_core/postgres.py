@@ -11,8 +11,6 @@ from collections.abc import Sequence
 from typing import Any
 from urllib.parse import unquote, urlparse
 
-import pg8000.native
-
 from .errors import unavailable
 
 
@@ -33,15 +31,24 @@ def dsn_kwargs(dsn: str) -> dict[str, Any]:
     return kw
 
 
+def _is_connection_error(exc: Exception) -> bool:
+    """SQLSTATE classes 08 (connection exception) and 57 (operator intervention, e.g. shutdown)."""
+    info = exc.args[0] if exc.args else None
+    code = str(info.get("C", "")) if isinstance(info, dict) else ""
+    return code.startswith(("08", "57"))
+
+
 class Postgres:
     """A lazily opened, self-healing pg8000 native connection."""
 
     def __init__(self, dsn: str):
         self._kwargs = dsn_kwargs(dsn)
-        self._conn: pg8000.native.Connection | None = None
+        self._conn: Any = None
         self._lock = threading.Lock()
 
-    def _connect(self) -> pg8000.native.Connection:
+    def _connect(self) -> Any:
+        import pg8000.native  # imported on first use, not in the function's init
+
         try:
             return pg8000.native.Connection(**self._kwargs)
         except Exception as exc:  # network errors come in several types
@@ -49,25 +56,35 @@ class Postgres:
 
     def run(self, sql: str, **params: Any) -> list[Sequence[Any]]:
         """Run one parametrized statement (``:name`` placeholders); one reconnect on failure."""
+        from pg8000.exceptions import DatabaseError
+
         with self._lock:
             for attempt in (1, 2):
                 if self._conn is None:
                     self._conn = self._connect()
                 try:
                     return self._conn.run(sql, **params)
-                except pg8000.native.DatabaseError:
-                    raise  # a real SQL error: the connection is fine
+                except DatabaseError as exc:
+                    if not _is_connection_error(exc):
+                        raise  # a real SQL error: the connection is fine
+                    self._drop()
+                    if attempt == 2:
+                        raise unavailable("the movie database is unavailable (restarting); retry shortly") from exc
                 except Exception as exc:
-                    try:
-                        self._conn.close()
-                    except Exception:
-                        pass
-                    self._conn = None
+                    self._drop()
                     if attempt == 2:
                         raise unavailable(
                             f"the movie database is unavailable ({type(exc).__name__}); retry shortly"
                         ) from exc
         raise AssertionError("unreachable")
+
+    def _drop(self) -> None:
+        try:
+            if self._conn is not None:
+                self._conn.close()
+        except Exception:
+            pass
+        self._conn = None
 
     def close(self) -> None:
         """Close the connection (tests)."""
