@@ -199,3 +199,26 @@ def test_catalog_caches_rows():
     assert db.calls == 1
     assert cat.get(2) is None and cat.get(2) is None
     assert db.calls == 3  # misses are asked again
+
+
+def test_a_corrupt_new_version_keeps_the_old_model_serving(env):
+    from movierecs_serving import ArtifactError
+
+    reads, store, clock, _ = env
+    assert service.recommendations(reads, 5, 1)["model_version"] == V1
+    loads = []
+    real_load = store.load
+
+    def load(version, cache_dir):
+        loads.append(version)
+        if version == V2:
+            raise ArtifactError("sha256 mismatch")
+        return real_load(version, cache_dir)
+
+    store.load = load
+    store.pointer = V2
+    clock.t = 3.0
+    assert service.recommendations(reads, 5, 1)["model_version"] == V1
+    clock.t = 6.0
+    assert service.recommendations(reads, 5, 1)["model_version"] == V1
+    assert loads == [V2]  # not re-downloaded every 2 s

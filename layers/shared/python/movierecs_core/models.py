@@ -45,6 +45,7 @@ class ModelHolder:
         self._recommender: Any = None
         self._version: str | None = None
         self._checked_at = -1e18
+        self._failed: tuple[str, float] | None = None  # (version, when): a bad version is retried after 30 s
         self._lock = threading.Lock()
 
     @property
@@ -76,6 +77,8 @@ class ModelHolder:
             return
         if target is None or target == self._version:
             return
+        if self._failed and self._failed[0] == target and self._clock() - self._failed[1] < 30.0:
+            return
         self._load(target)
 
     def _load(self, version: str) -> None:
@@ -84,7 +87,8 @@ class ModelHolder:
         try:
             artifact = self.store.load(version, self._cache_dir)
         except Exception as exc:
-            log.error("could not load model %s: %s", version, exc)
+            self._failed = (version, self._clock())
+            log.error("could not load model %s (still serving %s): %s", version, self._version, exc)
             return
         self._recommender = Recommender(artifact)
         self._version = version
