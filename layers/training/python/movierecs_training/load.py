@@ -77,7 +77,7 @@ def create_clickhouse_tables(client, database: str = "movierecs") -> None:
 
 def _insert_batched(conn, table: str, cols: list[str], rows: list[tuple], key: str, batch: int, desc: str, progress: bool) -> int:
     inserted = 0
-    with tqdm(total=len(rows), desc=desc, unit="row", disable=not progress) as bar:
+    with tqdm(total=len(rows), desc=desc, unit="row", disable=None if progress else True) as bar:
         for s in range(0, len(rows), batch):
             chunk = rows[s : s + batch]
             params: dict[str, Any] = {}
@@ -139,7 +139,7 @@ def load_clickhouse(client, ratings: pd.DataFrame, database: str = "movierecs", 
             bounds.append(s)
     bounds.append(len(r))
     inserted = skipped = 0
-    with tqdm(total=len(r), desc="ratings", unit="row", disable=not progress) as bar:
+    with tqdm(total=len(r), desc="ratings", unit="row", disable=None if progress else True) as bar:
         for a, b in zip(bounds[:-1], bounds[1:]):
             part = r.iloc[a:b]
             lo, hi = int(users[a]), int(users[b - 1])
