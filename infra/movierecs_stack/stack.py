@@ -222,8 +222,9 @@ class Stack:
                 self.pids.remove(name)
                 continue
             svc = self.service(name)
+            t0 = time.monotonic()
             if self.stop_service(name):
-                say(f"{name}: stopped (pid {t.pid})")
+                say(f"{name}: stopped (pid {t.pid}) in {time.monotonic() - t0:.1f}s")
             else:
                 say(f"{name}: could not stop pid {t.pid}")
                 ok = False
