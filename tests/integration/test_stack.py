@@ -234,3 +234,37 @@ def test_tansu_s3_storage_survives_a_broker_restart(stack, tmp_path):
         for obj in s3.list_objects_v2(Bucket=bucket).get("Contents", []):
             s3.delete_object(Bucket=bucket, Key=obj["Key"])
         s3.delete_bucket(Bucket=bucket)
+
+
+# --- PostgreSQL when the repository is out of the postgres user's reach -----------------------------
+@pytest.mark.skipif(os.geteuid() != 0, reason="the postgres-user path is taken only as root")
+def test_postgres_cluster_for_a_repo_postgres_cannot_reach(tmp_path):
+    """tmp_path lives under /tmp/pytest-of-root (mode 0700): the cluster must go to /var/lib/movierecs
+    through a symlink, without loosening any permission, and work."""
+    import hashlib
+    import shutil as sh
+
+    from movierecs_stack.services import POSTGRES
+
+    root = tmp_path / "repo"
+    (root / "infra" / "sql").mkdir(parents=True)
+    sh.copy(ROOT / "infra" / "sql" / "postgres.sql", root / "infra" / "sql" / "postgres.sql")
+    modes_before = {p: stat.S_IMODE(p.stat().st_mode) for p in (tmp_path, tmp_path.parent, tmp_path.parent.parent)}
+    target = Path("/var/lib/movierecs") / hashlib.sha256(str(root).encode()).hexdigest()[:12]
+    env = dict(os.environ, MOVIERECS_POSTGRES_PORT=str(free_port()))
+    s = Stack(Ctx(Layout(root=root), env), backing=(POSTGRES,), frontend=None)
+    try:
+        s.up(deploy_app=False, bootstrap=False)
+        link = root / ".movierecs" / "data" / "postgres"
+        assert link.is_symlink() and link.resolve() == target / "postgres"
+        assert (target / "postgres" / "PG_VERSION").exists()
+        conn = pg_connect(s.ctx)
+        try:
+            assert {r[0] for r in conn.run("SELECT tablename FROM pg_tables WHERE schemaname='public'")} >= {"movies", "users"}
+        finally:
+            conn.close()
+        assert {p: stat.S_IMODE(p.stat().st_mode) for p in modes_before} == modes_before
+    finally:
+        s.down()
+        sh.rmtree(target, ignore_errors=True)
+    assert procs.port_free(s.ctx.port("postgres"))
