@@ -191,15 +191,22 @@ def tool_env(ctx: Ctx) -> dict[str, str]:
     }
 
 
-def _run(argv: list[str], *, cwd: Path, env: dict[str, str], log: Path, title: str) -> str:
-    """Run a tool, appending its output to ``log``; raise DeployError with the output's tail on failure."""
+def _run(argv: list[str], *, cwd: Path, env: dict[str, str], log: Path, title: str,
+         secrets: tuple[str, ...] = ()) -> str:
+    """Run a tool, appending its output to ``log``; raise DeployError with the output's tail on failure.
+
+    Every string in ``secrets`` (the admin key, a parameter override) is masked in the log and the error.
+    """
     log.parent.mkdir(parents=True, exist_ok=True)
     t0 = time.monotonic()
     r = subprocess.run(argv, cwd=cwd, env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True)
     out = (r.stdout or "") + (r.stderr or "")
+    cmd = " ".join(shlex.quote(a) for a in argv)
+    for secret in secrets:
+        if secret:
+            out, cmd = out.replace(secret, "***"), cmd.replace(secret, "***")
     with open(log, "a") as f:
-        f.write(f"\n===== {time.strftime('%H:%M:%S')} {' '.join(shlex.quote(a) for a in argv)}\n{out}")
-    # never echo the admin key into logs: it is a parameter override
+        f.write(f"\n===== {time.strftime('%H:%M:%S')} {cmd}\n{out}")
     if r.returncode:
         tail = "\n".join(out.strip().splitlines()[-25:])
         raise DeployError(f"{title} failed (exit {r.returncode}, {time.monotonic() - t0:.0f}s). Last lines:\n{tail}")
@@ -324,7 +331,7 @@ def deploy(ctx: Ctx, admin_key: str, project: Path | None = None, *, echo=print)
     echo(f"  samlocal deploy --config-env local (stack {stack_name}; build {t1 - t0:.0f}s)")
     started = time.time()
     try:
-        _run(args, cwd=project, env=env, log=log, title="samlocal deploy")
+        _run(args, cwd=project, env=env, log=log, title="samlocal deploy", secrets=(admin_key,))
     except DeployError as ex:
         reasons = stack_failure_reasons(ctx, stack_name, region, since=started)
         msg = str(ex).replace(admin_key, "***")

@@ -92,3 +92,22 @@ def test_split_sql_and_shipped_schemas():
     assert all("IF NOT EXISTS" in s for s in ch)
     pg = split_sql((ROOT / "infra/sql/postgres.sql").read_text())
     assert len(pg) == 2 and all("IF NOT EXISTS" in s for s in pg)
+
+
+def test_tool_output_and_command_are_masked(tmp_path):
+    import sys
+
+    import pytest
+
+    from movierecs_stack.deploy import DeployError, _run
+
+    log = tmp_path / "deploy.log"
+    secret = "s3cr3t-admin-key-value"
+    out = _run([sys.executable, "-c", f"print('AdminApiKey={secret}')", f"AdminApiKey={secret}"], cwd=tmp_path,
+               env={}, log=log, title="t", secrets=(secret,))
+    assert secret not in out and "AdminApiKey=***" in out
+    with pytest.raises(DeployError) as ei:
+        _run([sys.executable, "-c", f"import sys; print('{secret}'); sys.exit(2)"], cwd=tmp_path, env={}, log=log,
+             title="failing tool", secrets=(secret,))
+    assert secret not in str(ei.value) and "failing tool failed (exit 2" in str(ei.value)
+    assert secret not in log.read_text()
