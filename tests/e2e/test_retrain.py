@@ -52,13 +52,15 @@ def aws(ep: dict[str, Any]) -> dict[str, Any]:
     kw = dict(endpoint_url=m.group(1), region_name="us-east-1", aws_access_key_id="test", aws_secret_access_key="test")
     cfn = boto3.client("cloudformation", **kw)
     outputs: dict[str, str] = {}
-    for stack in cfn.describe_stacks()["Stacks"]:
+    for stack in cfn.describe_stacks()["Stacks"]:  # the app stack ("movierecs"), not a test's scratch stack
         o = {x["OutputKey"]: x["OutputValue"] for x in stack.get("Outputs", [])}
-        if "StateMachineArn" in o:
+        usable = stack["StackStatus"].endswith("_COMPLETE") and not stack["StackStatus"].startswith("DELETE")
+        if usable and {"StateMachineArn", "ModelBucketName"} <= set(o) and (not outputs or stack["StackName"] == "movierecs"):
             outputs = o
     if not outputs:
         pytest.fail("no deployed stack has the StateMachineArn output (retraining not deployed): run `make up` first")
-    return {"sfn": boto3.client("stepfunctions", **kw), "s3": boto3.client("s3", **kw), "outputs": outputs}
+    return {"sfn": boto3.client("stepfunctions", **kw), "s3": boto3.client("s3", **kw),
+            "events": boto3.client("events", **kw), "outputs": outputs}
 
 
 def api(ep: dict[str, Any]) -> str:
@@ -216,3 +218,21 @@ def test_training_step_that_raises_fails_the_execution_and_keeps_the_model(ep: d
     assert served(ep) == before
     rec = requests.get(f"{api(ep)}/recommendations", params={"user_id": 1, "k": 5}, timeout=30)
     assert rec.status_code == 200 and rec.json()["model_version"] == before, rec.text[:300]
+
+
+def test_schedule_is_an_eventbridge_rule_that_starts_the_state_machine(aws: dict[str, Any]) -> None:
+    """The periodic trigger is an EventBridge rule (Scheduler never fires locally) aimed at the workflow."""
+    sm = aws["outputs"]["StateMachineArn"]
+    found = []
+    for rule in aws["events"].list_rules()["Rules"]:
+        if not rule.get("ScheduleExpression"):
+            continue
+        for t in aws["events"].list_targets_by_rule(Rule=rule["Name"])["Targets"]:
+            if t["Arn"] == sm:
+                found.append((rule, t))
+    assert len(found) == 1, f"expected one schedule rule targeting {sm}, found {len(found)}"
+    rule, target = found[0]
+    assert rule["State"] == "ENABLED"
+    assert re.fullmatch(r"(rate|cron)\(.+\)", rule["ScheduleExpression"]), rule["ScheduleExpression"]
+    assert json.loads(target["Input"]) == {"trigger": "schedule"}
+    assert target.get("RoleArn"), "the rule needs a role allowed to start the execution"
