@@ -95,28 +95,28 @@ class Recommender:
         """Top-k for ``user_id``; ``liked`` = the user's likes (all of them, or those newer than the model)."""
         k = _check_k(k)
         a = self.artifact
-        liked_rows = self._rows(liked)
-        banned = set(liked_rows)
-        banned.update(self._rows(exclude))
+        liked_rows = list(dict.fromkeys(self._rows(liked)))
+        excl_rows = self._rows(exclude)
         row = self._user_row.get(int(user_id))
         if row is not None:
             lo, hi = a.seen_indptr[row], a.seen_indptr[row + 1]
             seen_rows = a.seen_indices[lo:hi]
-            seen_set = set(seen_rows.tolist())
-            new = [r for r in dict.fromkeys(liked_rows) if r not in seen_set]
-            if new:
-                rows = np.concatenate([seen_rows, np.asarray(new, dtype=np.int32)])
-                weights = np.concatenate([a.seen_data[lo:hi], np.full(len(new), self.like_weight, np.float32)])
-                vec = self.fold_in_vector(rows, weights)
-            else:
-                vec = a.user_factors[row]
-            banned.update(seen_set)
+            vec = a.user_factors[row]
+            if liked_rows:
+                fresh = np.asarray(liked_rows, dtype=np.int32)
+                fresh = fresh[~np.isin(fresh, seen_rows)]
+                if len(fresh):
+                    rows = np.concatenate([seen_rows, fresh])
+                    weights = np.concatenate([a.seen_data[lo:hi], np.full(len(fresh), self.like_weight, np.float32)])
+                    vec = self.fold_in_vector(rows, weights)
+            banned = np.concatenate([seen_rows, np.asarray(liked_rows + excl_rows, dtype=np.int32)])
             return Recommendation(int(user_id), PERSONAL, self._top_k(vec, k, banned), self.model_version)
+        banned = np.asarray(liked_rows + excl_rows, dtype=np.int64)
         if liked_rows:
-            rows = np.asarray(list(dict.fromkeys(liked_rows)), dtype=np.int32)
+            rows = np.asarray(liked_rows, dtype=np.int32)
             vec = self.fold_in_vector(rows, np.full(len(rows), self.like_weight, np.float32))
             return Recommendation(int(user_id), FOLD_IN, self._top_k(vec, k, banned), self.model_version)
-        return Recommendation(int(user_id), POPULAR, self.popular(k, banned), self.model_version)
+        return Recommendation(int(user_id), POPULAR, self.popular(k, set(banned.tolist())), self.model_version)
 
     def fold_in_vector(self, item_rows: np.ndarray, weights: np.ndarray) -> np.ndarray:
         """Solve one user's iALS factors from (item row, weight) pairs, as implicit's recalculate_user."""
@@ -152,17 +152,16 @@ class Recommender:
     def scores(self, vec: np.ndarray) -> np.ndarray:
         return self._Y @ vec
 
-    def _top_k(self, vec: np.ndarray, k: int, banned: set[int], precomputed: bool = False) -> list[tuple[int, float]]:
+    def _top_k(self, vec: np.ndarray, k: int, banned, precomputed: bool = False) -> list[tuple[int, float]]:
+        """Best ``k`` item rows by score, ``banned`` rows (array or set) left out."""
         s = (vec if precomputed else self._Y @ vec).astype(np.float32, copy=True)
-        if banned:
-            s[np.fromiter(banned, dtype=np.int64, count=len(banned))] = -np.inf
-        n_ok = len(s) - len(banned)
-        k = min(k, n_ok)
-        if k <= 0:
-            return []
-        if k < len(s):
-            top = np.argpartition(-s, k - 1)[:k]
-        else:
-            top = np.arange(len(s))
+        if isinstance(banned, set):
+            banned = np.fromiter(banned, dtype=np.int64, count=len(banned))
+        if len(banned):
+            s[banned] = -np.inf
+        n = len(s)
+        kk = min(k, n)
+        top = np.argpartition(-s, kk - 1)[:kk] if kk < n else np.arange(n)
         top = top[np.argsort(-s[top], kind="stable")]
-        return [(int(self._item_ids[j]), float(s[j])) for j in top]
+        top = top[np.isfinite(s[top])]
+        return [(int(m), float(v)) for m, v in zip(self._item_ids[top].tolist(), s[top].tolist())]
