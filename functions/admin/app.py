@@ -80,5 +80,5 @@ def stats():
 def errors():
     _authorize()
     limit = parse_bounded("limit", app.query("limit"), 1, 500, 50)
-    prefix = os.environ.get("LOG_GROUP_PREFIX", "/aws/lambda/movierecs-")
-    return json_response(admin.errors(_client("logs"), prefix, limit))
+    groups = [g.strip() for g in os.environ.get("FUNCTION_LOG_GROUPS", "").split(",") if g.strip()]
+    return json_response(admin.errors(_client("logs"), groups, limit))

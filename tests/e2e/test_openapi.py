@@ -20,7 +20,7 @@ OPENAPI = Path(__file__).resolve().parents[2] / "docs" / "openapi.yaml"
 # Operations with side effects beyond a like are not fuzzed (retrain starts a training run,
 # reload moves the model pointer); they are covered by test_api.py.
 SKIP = {("POST", "/admin/retrain"), ("POST", "/admin/reload")}
-EXAMPLES = 25
+EXAMPLES = 15
 
 
 def documented() -> set[tuple[str, str]]:

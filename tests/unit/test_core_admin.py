@@ -107,10 +107,10 @@ def test_stats_fills_every_minute():
 
 def test_errors_newest_first_from_json_and_text_lines():
     class Logs:
-        def describe_log_groups(self, **kw):
-            return {"logGroups": [{"logGroupName": "/aws/lambda/movierecs-recommend"}, {"logGroupName": "/aws/lambda/movierecs-consumer"}]}
+        calls = []
 
         def filter_log_events(self, logGroupName, **kw):
+            self.calls.append((logGroupName, kw["startTime"]))
             if logGroupName.endswith("recommend"):
                 return {"events": [
                     {"timestamp": 1000, "message": json.dumps({"level": "ERROR", "message": "boom", "request_id": "r1"})},
@@ -118,8 +118,14 @@ def test_errors_newest_first_from_json_and_text_lines():
                 ]}
             return {"events": [{"timestamp": 2000, "message": "[ERROR] 2026 abcdef01-2345-6789-abcd-ef0123456789 Traceback"}]}
 
-    out = admin.errors(Logs(), "/aws/lambda/movierecs-", 10, clock=lambda: 10.0)
+    groups = ["/aws/lambda/movierecs-recommend", "/aws/lambda/movierecs-consumer"]
+    logs = Logs()
+    out = admin.errors(logs, groups, 10, clock=lambda: 100000.0)
     assert [i["function"] for i in out["items"]] == ["movierecs-consumer", "movierecs-recommend"]
     assert out["items"][1] == {"ts": "1970-01-01T00:00:01.000Z", "function": "movierecs-recommend", "message": "boom", "request_id": "r1"}
     assert out["items"][0]["request_id"] == "abcdef01-2345-6789-abcd-ef0123456789"
-    assert len(admin.errors(Logs(), "/aws/lambda/movierecs-", 1, clock=lambda: 10.0)["items"]) == 1
+    # 2 lines < limit 10: the look-back widened through all three windows
+    assert sorted({t for _, t in logs.calls}) == [(100000 - m * 60) * 1000 for m in (1440, 120, 15)]
+    logs.calls.clear()
+    assert len(admin.errors(logs, groups, 1, clock=lambda: 100000.0)["items"]) == 1
+    assert len(logs.calls) == 2  # enough in the first window: no widening

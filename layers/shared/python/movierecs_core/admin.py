@@ -154,38 +154,50 @@ def _parse_line(message: str) -> tuple[bool, str, str]:
     return is_error, text[:2000], m.group(0) if m else ""
 
 
-def errors(logs: Any, prefix: str, limit: int, hours: int = 24, clock: Callable[[], float] = time.time) -> dict[str, Any]:
-    """Recent ERROR lines of every function whose log group starts with ``prefix``, newest first."""
+FILTER_PATTERN = '?ERROR ?CRITICAL ?Traceback ?"Task timed out"'
+WINDOWS_MINUTES = (15, 120, 1440)  # widen the look-back only while too few lines were found
+
+
+def _group_errors(logs: Any, group: str, start_ms: int, max_pages: int) -> list[dict[str, Any]]:
+    function = group.rsplit("/", 1)[-1]
+    out: list[dict[str, Any]] = []
+    token = None
+    for _ in range(max_pages):
+        kw: dict[str, Any] = {"logGroupName": group, "startTime": start_ms, "filterPattern": FILTER_PATTERN}
+        if token:
+            kw["nextToken"] = token
+        try:
+            resp = logs.filter_log_events(**kw)
+        except Exception as exc:
+            if "ResourceNotFound" in type(exc).__name__ or "ResourceNotFound" in str(exc):
+                return out  # the function has not logged anything yet
+            raise
+        for ev in resp.get("events", []):
+            is_error, msg, rid = _parse_line(str(ev.get("message", "")))
+            if is_error:
+                ts = datetime.fromtimestamp(int(ev.get("timestamp", 0)) / 1000, tz=timezone.utc)
+                out.append({"ts": format_ts(ts), "function": function, "message": msg, "request_id": rid})
+        token = resp.get("nextToken")
+        if not token:
+            break
+    return out
+
+
+def errors(logs: Any, groups: list[str], limit: int, clock: Callable[[], float] = time.time,
+           max_pages: int = 10) -> dict[str, Any]:
+    """Recent ERROR lines of the functions' log groups, newest first.
+
+    The look-back starts at 15 minutes and widens (2 h, 24 h) only while fewer than ``limit``
+    lines were found, so the common case reads little (LocalStack ignores filter patterns and
+    pages through every event of the window).
+    """
+    items: list[dict[str, Any]] = []
     try:
-        groups: list[str] = []
-        token = None
-        while True:
-            kw: dict[str, Any] = {"logGroupNamePrefix": prefix}
-            if token:
-                kw["nextToken"] = token
-            resp = logs.describe_log_groups(**kw)
-            groups += [g["logGroupName"] for g in resp.get("logGroups", [])]
-            token = resp.get("nextToken")
-            if not token:
+        for minutes in WINDOWS_MINUTES:
+            start_ms = int((clock() - minutes * 60) * 1000)
+            items = [i for g in groups for i in _group_errors(logs, g, start_ms, max_pages)]
+            if len(items) >= limit:
                 break
-        start_ms = int((clock() - hours * 3600) * 1000)
-        items: list[dict[str, Any]] = []
-        for group in groups:
-            function = group.rsplit("/", 1)[-1]
-            token = None
-            for _ in range(20):  # bounded paging per group
-                kw = {"logGroupName": group, "startTime": start_ms, "filterPattern": "ERROR"}
-                if token:
-                    kw["nextToken"] = token
-                resp = logs.filter_log_events(**kw)
-                for ev in resp.get("events", []):
-                    is_error, msg, rid = _parse_line(str(ev.get("message", "")))
-                    if is_error:
-                        ts = datetime.fromtimestamp(int(ev.get("timestamp", 0)) / 1000, tz=timezone.utc)
-                        items.append({"ts": format_ts(ts), "function": function, "message": msg, "request_id": rid})
-                token = resp.get("nextToken")
-                if not token:
-                    break
     except ApiError:
         raise
     except Exception as exc:
