@@ -23,7 +23,8 @@ SUBNET = [{"Type": "VPC_SUBNET", "URI": "subnet:subnet-local"}]
 
 @pytest.fixture(scope="module")
 def producer(kafka_bootstrap):
-    prod = KafkaProducer(bootstrap_servers=kafka_bootstrap, linger_ms=5)
+    # no idempotent producer: Tansu with s3:// storage answers UnknownProducerId to it
+    prod = KafkaProducer(bootstrap_servers=kafka_bootstrap, linger_ms=5, enable_idempotence=False)
     yield prod
     prod.close()
 
@@ -65,14 +66,18 @@ def _create_mapping(aws, stack, kafka_bootstrap, topic, mappings, **extra) -> di
 
 
 def _produce(producer, topic: str, n: int, start: int = 0) -> dict[str, dict]:
-    sent = {}
+    pending = []
     for i in range(start, start + n):
         key = f"user-{i}".encode()
         value = json.dumps({"i": i, "topic": topic}).encode()
-        meta = producer.send(topic, key=key, value=value, partition=i % 3,
-                             headers=[("trace", f"t{i}".encode())]).get(timeout=10)
-        sent[f"{meta.partition}:{meta.offset}"] = {"key": key, "value": value, "i": i}
+        future = producer.send(topic, key=key, value=value, partition=i % 3,
+                               headers=[("trace", f"t{i}".encode())])
+        pending.append((future, {"key": key, "value": value, "i": i}))
     producer.flush()
+    sent = {}
+    for future, record in pending:
+        meta = future.get(timeout=30)
+        sent[f"{meta.partition}:{meta.offset}"] = record
     return sent
 
 
