@@ -91,7 +91,7 @@ class Stack:
         t0 = time.monotonic()
         tracked = self.pids.running(svc.name)
         if tracked and force_restart:
-            say(f"{svc.name}: restarting (a service it depends on was restarted)")
+            say(f"{svc.name}: restarting (what it depends on changed)")
             self.stop_service(svc)
             tracked = None
         if tracked:
@@ -112,6 +112,8 @@ class Stack:
         if not self._wait_ready(svc, proc, svc.ready_timeout):
             state = f"exited with code {proc.returncode}" if proc.poll() is not None else \
                 f"did not answer within {svc.ready_timeout:.0f}s"
+            self.stop_service(svc)  # never leave a half-started process behind
+            self.started.remove(svc.name)
             raise ServiceError(f"{svc.title} {state}. Last lines of {svc.log(self.ctx)}:\n{_log_tail(svc.log(self.ctx))}")
         svc.setup(self.ctx)
         say(f"{svc.name}: started (pid {proc.pid}, port {port}) in {time.monotonic() - t0:.1f}s")
