@@ -321,13 +321,32 @@ class ProcessRuntimeExecutor(RuntimeExecutor):
                 is_error = True
         version = self.function_version.id.qualifier
         memory = self.function_version.config.memory_size
+        used = self._max_memory_mb()
+        if used is not None and used > memory:
+            logs += (f"WARNING: max memory used {used} MB exceeds the configured {memory} MB "
+                     "(not enforced locally; AWS would end this invocation)\n")
+        used_text = f"Max Memory Used: {used} MB\t" if used is not None else ""
         logs = (f"START RequestId: {request_id} Version: {version}\n{logs}"
                 f"END RequestId: {request_id}\n"
                 f"REPORT RequestId: {request_id}\tDuration: {duration_ms:.2f} ms\t"
                 f"Billed Duration: {max(1, int(duration_ms + 0.999))} ms\t"
-                f"Memory Size: {memory} MB\t"
+                f"Memory Size: {memory} MB\t{used_text}"
                 f"{'Status: timeout' if outcome == 'timeout' else ''}\n")
         return InvocationResult(request_id, body, is_error=is_error, logs=logs)
+
+    def _max_memory_mb(self) -> int | None:
+        """Peak RSS of the worker (VmHWM), for the REPORT line; None when it is gone."""
+        proc = self._proc
+        if proc is None:
+            return None
+        try:
+            with open(f"/proc/{proc.pid}/status", "rb") as f:
+                for line in f:
+                    if line.startswith(b"VmHWM:"):
+                        return int(line.split()[1]) // 1024
+        except OSError:
+            return None
+        return None
 
     @staticmethod
     def _recv_before(sock: socket.socket, deadline: float) -> tuple[bytes, bytes]:
