@@ -116,6 +116,7 @@ def deploy_extension_stack(aws: Callable[..., Any]) -> dict[str, str]:
         time.sleep(1)
     outputs = {o["OutputKey"]: o["OutputValue"] for o in desc.get("Outputs", [])}
     outputs["StackName"] = stack
+    outputs["ArtifactsBucket"] = artifacts
     # Functions must be Active before the first invoke.
     lam = aws("lambda")
     for key in ("EchoFunctionName", "ErrorFunctionName", "SlowFunctionName",
@@ -130,7 +131,15 @@ def extension_stack(aws: Callable[..., Any]):
     """The extension's test stack, deployed once per test session and deleted afterwards."""
     outputs = deploy_extension_stack(aws)
     yield outputs
+    s3 = aws("s3")
+    for bucket in (outputs["ArtifactsBucket"], outputs["OutputBucketName"]):
+        try:  # best effort: LocalStack state is not durable anyway
+            for obj in s3.list_objects_v2(Bucket=bucket).get("Contents", []):
+                s3.delete_object(Bucket=bucket, Key=obj["Key"])
+        except Exception:
+            pass
     try:
         aws("cloudformation").delete_stack(StackName=outputs["StackName"])
+        s3.delete_bucket(Bucket=outputs["ArtifactsBucket"])
     except Exception:
         pass
