@@ -376,3 +376,33 @@ def test_asl_failure_paths_end_failed_and_only_a_verified_promotion_succeeds() -
 def test_handler_steps_match_the_asl() -> None:
     used = {s["Parameters"]["Payload"]["step"] for s in _asl()["States"].values() if s["Type"] == "Task"}
     assert used == set(app.STEPS)
+
+
+# --------------------------------------------------------------------------- packaging
+def _retraining_block() -> str:
+    text = (ROOT / "template.yaml").read_text()
+    start, end = text.index("# >>> retraining\n"), text.index("# <<< retraining\n")
+    return text[start:end]
+
+
+def test_template_substitutes_every_placeholder_of_the_asl() -> None:
+    import re
+
+    placeholders = set(re.findall(r"\$\{(\w+)\}", ASL.read_text()))
+    block = _retraining_block()
+    assert placeholders == {"TrainingFunctionArn"}
+    for name in placeholders:
+        assert re.search(rf"^\s+{name}: ", block, re.M), f"DefinitionSubstitutions lacks {name}"
+    assert "Name: movierecs-retrain" in block  # the admin function builds the ARN from this name
+    assert "Schedule: !Ref RetrainSchedule" in block and "Type: Schedule " in block  # an EventBridge rule, not ScheduleV2
+
+
+def test_the_aws_image_holds_the_same_code_as_the_local_function() -> None:
+    dockerfile = (ROOT / "functions" / "training" / "Dockerfile").read_text()
+    for layer in ("shared", "serving", "training"):
+        assert f"COPY layers/{layer}/python/ " in dockerfile, layer
+    assert "COPY functions/training/app.py " in dockerfile and 'CMD ["app.handler"]' in dockerfile
+    block = _retraining_block()
+    assert "Handler: app.handler" in block and "Command: [app.handler]" in block
+    # `sam build` must not vendor the heavy requirements into the zip function
+    assert not (ROOT / "functions" / "training" / "requirements.txt").exists()
