@@ -161,7 +161,7 @@ def page() -> rx.Component:
                     flex="1 1 600px", min_width="0",
                 ),
                 rx.cond(RecState.user_id > 0,
-                        rx.box(side_panel(), flex="0 1 300px", width="100%")),
+                        rx.box(side_panel(), flex=["1 1 100%", "1 1 100%", "0 1 300px"], width="100%")),
                 gap="1.5em", wrap="wrap", width="100%", align="start",
             ),
             spacing="4", width="100%", id="recs-root", data_fetches=RecState.fetches.to_string(),

@@ -169,32 +169,59 @@ class RecState(rx.State):
             self.strategy = self.model_version = ""
         self.user_id = user_id
         yield
+        # Cards first, then likes and similar movies: recommendations never contain a liked
+        # movie, so the cards do not need the likes; and asking for both at once was measured
+        # to slow the recommendations down (the local API serves one call at a time per function).
         try:
-            recs, likes = await asyncio.gather(
-                asyncio.to_thread(api.recommendations, user_id, k),
-                asyncio.to_thread(api.user_likes, user_id, 10),
-                return_exceptions=True,
-            )
-            if isinstance(recs, Exception):
-                raise recs
+            recs = await asyncio.to_thread(api.recommendations, user_id, k)
         except api.ApiError as exc:
             self.loading, self.error = False, f"Could not get recommendations: {exc}"
             self.items = []
             self.fetches += 1
             return
-        liked_ids = {int(x["movie_id"]) for x in likes["items"]} if isinstance(likes, dict) else set()
-        self.items = [to_movie(it, liked_ids) for it in recs.get("items", [])]
+        self.items = [to_movie(it, set()) for it in recs.get("items", [])]
         self.strategy = str(recs.get("strategy") or "")
         self.model_version = str(recs.get("model_version") or "")
         self.loading = False
         self.fetches += 1
-        if isinstance(likes, dict):
-            self._set_likes(likes)
-        else:
-            self.side_error = f"Could not load likes: {likes}"
-        yield
-        if self.likes:
-            await self._load_similar(self.likes[0].movie_id, self.likes[0].title)
+        # Likes and similar movies load in a background task, so the next click is not queued
+        # behind them (Reflex runs one ordinary handler at a time per browser tab).
+        yield RecState.load_side(user_id)
+
+    @rx.event(background=True)
+    async def load_side(self, user_id: int):
+        """The user's recent likes, then movies similar to the newest one."""
+        try:
+            data = await asyncio.to_thread(api.user_likes, user_id, 10)
+        except api.ApiError as exc:
+            async with self:
+                if self.user_id == user_id:
+                    self.side_error = f"Could not load likes: {exc}"
+            return
+        async with self:
+            if self.user_id != user_id:
+                return
+            self._set_likes(data)
+            newest = self.likes[0] if self.likes else None
+        if newest is not None:
+            yield RecState.load_similar(user_id, newest.movie_id, newest.title)
+
+    @rx.event(background=True)
+    async def load_similar(self, user_id: int, movie_id: int, title: str):
+        """ "Because you liked <title>": GET /movies/{id}/similar."""
+        try:
+            data = await asyncio.to_thread(api.similar, movie_id, SIMILAR_K)
+        except api.ApiError as exc:
+            async with self:
+                if self.user_id == user_id:
+                    self.side_error = f"Could not load similar movies: {exc}"
+            return
+        async with self:
+            if self.user_id != user_id:
+                return
+            liked = {x.movie_id for x in self.likes}
+            self.similar_to = title
+            self.similar = [to_movie(it, liked) for it in data.get("items", [])]
 
     def _set_likes(self, data: dict) -> None:
         now = dt.datetime.now(dt.timezone.utc)
@@ -202,16 +229,6 @@ class RecState(rx.State):
                            title=posters.display_title(str(x.get("title", ""))),
                            when=_ago(x.get("ts", ""), now)) for x in data.get("items", [])]
         self.side_error = ""
-
-    async def _load_similar(self, movie_id: int, title: str) -> None:
-        try:
-            data = await asyncio.to_thread(api.similar, movie_id, SIMILAR_K)
-        except api.ApiError as exc:
-            self.side_error = f"Could not load similar movies: {exc}"
-            return
-        liked = {x.movie_id for x in self.likes}
-        self.similar_to = title
-        self.similar = [to_movie(it, liked) for it in data.get("items", [])]
 
     def _mark(self, movie_id: int, liked: bool, pending: bool) -> str:
         title = ""
@@ -246,7 +263,7 @@ class RecState(rx.State):
         self.likes = [Like(movie_id=movie_id, title=title, when="just now"),
                       *[x for x in self.likes if x.movie_id != movie_id]][:10]
         yield rx.toast.success(f"Liked “{title}”", id=f"like-{movie_id}", duration=2500)
-        await self._load_similar(movie_id, title)
+        yield RecState.load_similar(user_id, movie_id, title)
 
 
 @dataclasses.dataclass
