@@ -20,8 +20,9 @@ Semantics (AWS's documented behaviour, see docs/local-cloud-extension.md):
 * the EsmWorker's shutdown (disable, update, delete) stops polling within ~0.2 s.
 
 The EsmWorker calls :meth:`KafkaPoller.poll_events` in a loop with a 1 s pause after each
-return; to keep throughput, one call keeps consuming while records flow and returns only on
-shutdown, after an idle stretch, or after a while (so the worker loop stays responsive).
+return; to keep throughput and latency, one call keeps consuming until the worker's shutdown
+event is set (found through the worker thread), and only without that event returns after
+an idle stretch or a while.
 """
 
 from __future__ import annotations
@@ -233,7 +234,11 @@ class KafkaPoller(Poller):
             self._find_stop_event()
         started = time.monotonic()
         last_record = started
-        while not self._should_stop() and time.monotonic() - started < MAX_POLL_EVENTS_S:
+        # With the worker's shutdown event at hand there is no reason to hand control back
+        # (the worker would pause 1 s before calling again); without it, return now and then.
+        limit = float("inf") if self._stop_event is not None else MAX_POLL_EVENTS_S
+        idle_limit = float("inf") if self._stop_event is not None else IDLE_RETURN_S
+        while not self._should_stop() and time.monotonic() - started < limit:
             try:
                 if self.pending is not None:
                     self._retry_pending()
@@ -244,7 +249,7 @@ class KafkaPoller(Poller):
                     batch = self.batcher.take()
                     self._deliver_new(batch)
                     last_record = time.monotonic()
-                elif not self.batcher.records and time.monotonic() - last_record > IDLE_RETURN_S:
+                elif not self.batcher.records and time.monotonic() - last_record > idle_limit:
                     return
             except Exception as exc:
                 LOG.warning("Kafka mapping %s: %s", self.uuid, exc,
