@@ -117,6 +117,11 @@ class ProcessRuntimeExecutor(RuntimeExecutor):
         with self._lock:
             error = self._spawn()
         if error is not None:
+            # LocalStack drops the logs of a failed start (they never reach CloudWatch):
+            # keep the function's init output visible in LocalStack's own log.
+            LOG.warning("movierecs-process: init of %s failed in environment %s: %s\n%s",
+                        self.function_version.qualified_arn, self.id,
+                        error.decode("utf-8", "replace")[:2000], self.get_logs()[-4000:])
             raise StatusErrorException("Environment startup failed", payload=error)
 
     def _build_env(self, env_vars: dict[str, Any]) -> dict[str, str]:
