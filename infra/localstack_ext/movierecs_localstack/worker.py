@@ -84,7 +84,9 @@ def error_document(exc: BaseException, request_id: str | None = None,
                    error_type: str | None = None, message: str | None = None) -> dict[str, Any]:
     """The error shape the AWS Python runtime returns for an unhandled exception."""
     # Drop this module's own frames: the trace starts in the function's code, as on AWS.
-    tb = [f for f in traceback.extract_tb(exc.__traceback__) if f.filename != __file__ and not f.filename.startswith("<frozen")]
+    tb = [f for f in traceback.extract_tb(exc.__traceback__)
+          if f.filename != __file__ and not f.filename.startswith("<frozen")
+          and f.filename != importlib.__file__]
     doc: dict[str, Any] = {
         "errorMessage": message if message is not None else str(exc),
         "errorType": error_type or type(exc).__name__,
