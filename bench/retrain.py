@@ -13,6 +13,7 @@ plots every published version's MAP@10 against the Popular baseline of the same 
 from __future__ import annotations
 
 import json
+import os
 import re
 import statistics
 import time
@@ -151,7 +152,9 @@ def run(quick: bool) -> dict:
         raise RuntimeError("no API in .movierecs/endpoints.json: run `make up` first")
     sfn = _aws(ep["api"])
     n = 1 if quick else 3
+    load_before = os.getloadavg()[0]
     runs = [one_run(ep, sfn) for _ in range(n)]
+    load_after = os.getloadavg()[0]
 
     series: dict[str, list[float]] = {"total (POST to SUCCEEDED)": [r["wall_s"] for r in runs],
                                       "execution (start to stop)": [r["execution_s"] for r in runs]}
@@ -184,8 +187,12 @@ def run(quick: bool) -> dict:
         quality_figure(ep),
         sizes_figure(),
     ]
-    return {"figures": figures, "params": {"runs": n, "dataset": "ML-1M (ClickHouse ratings + likes)", "target_s": TARGET_S},
-            "notes": "Each run promotes a new version (same data, same recipe)."}
+    return {"figures": figures,
+            "params": {"runs": n, "dataset": "ML-1M (ClickHouse ratings + likes)", "target_s": TARGET_S,
+                       "load_average_1min": [round(load_before, 2), round(load_after, 2)]},
+            "notes": "Each run promotes a new version (same data, same recipe). The steps are CPU-bound on 2 cores: "
+                     f"1-minute load average {load_before:.1f} before and {load_after:.1f} after the runs "
+                     "(other work on the machine slows them in proportion)."}
 
 
 if __name__ == "__main__":
