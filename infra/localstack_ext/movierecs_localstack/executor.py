@@ -269,7 +269,10 @@ class ProcessRuntimeExecutor(RuntimeExecutor):
         with self._lock:
             if self._stopped:
                 raise LambdaRuntimeException(f"environment {self.id} is stopped")
-            if self._needs_restart or self._sock is None:
+            if (self._needs_restart or self._sock is None
+                    or (self._proc is not None and self._proc.poll() is not None)):
+                # never started, timed out, or died while idle (e.g. killed): a fresh worker,
+                # as AWS replaces a sandbox that went away between invocations
                 error = self._spawn()
                 if error is not None:
                     return InvocationResult(request_id, error, is_error=True,
