@@ -129,3 +129,16 @@ def test_errors_newest_first_from_json_and_text_lines():
     logs.calls.clear()
     assert len(admin.errors(logs, groups, 1, clock=lambda: 100000.0)["items"]) == 1
     assert len(logs.calls) == 2  # enough in the first window: no widening
+
+
+def test_errors_keeps_the_last_complete_window_when_a_wider_one_is_too_big():
+    now = 100000.0
+
+    class Logs:
+        def filter_log_events(self, logGroupName, startTime, filterPattern, nextToken=None):
+            if startTime >= (now - 15 * 60) * 1000:  # the 15-minute window: one page, one error
+                return {"events": [{"timestamp": int(now * 1000) - 1, "message": '{"level": "ERROR", "message": "recent"}'}]}
+            return {"events": [], "nextToken": "more"}  # wider windows never end
+
+    out = admin.errors(Logs(), ["/aws/lambda/movierecs-recommend"], 10, clock=lambda: now, max_pages=3)
+    assert [i["message"] for i in out["items"]] == ["recent"]

@@ -158,11 +158,18 @@ FILTER_PATTERN = '?ERROR ?CRITICAL ?Traceback ?"Task timed out"'
 WINDOWS_MINUTES = (15, 120, 1440)  # widen the look-back only while too few lines were found
 
 
-def _group_errors(logs: Any, group: str, start_ms: int, max_pages: int) -> list[dict[str, Any]]:
+class _OverBudget(Exception):
+    """The look-back ran out of its time budget."""
+
+
+def _group_errors(logs: Any, group: str, start_ms: int, max_pages: int, deadline: float,
+                  clock: Callable[[], float]) -> list[dict[str, Any]]:
     function = group.rsplit("/", 1)[-1]
     out: list[dict[str, Any]] = []
     token = None
     for _ in range(max_pages):
+        if clock() > deadline:
+            raise _OverBudget
         kw: dict[str, Any] = {"logGroupName": group, "startTime": start_ms, "filterPattern": FILTER_PATTERN}
         if token:
             kw["nextToken"] = token
@@ -179,23 +186,29 @@ def _group_errors(logs: Any, group: str, start_ms: int, max_pages: int) -> list[
                 out.append({"ts": format_ts(ts), "function": function, "message": msg, "request_id": rid})
         token = resp.get("nextToken")
         if not token:
-            break
-    return out
+            return out
+    raise _OverBudget  # more pages than we read: this window is incomplete
 
 
 def errors(logs: Any, groups: list[str], limit: int, clock: Callable[[], float] = time.time,
-           max_pages: int = 10) -> dict[str, Any]:
+           max_pages: int = 5, budget_s: float = 4.0) -> dict[str, Any]:
     """Recent ERROR lines of the functions' log groups, newest first.
 
     The look-back starts at 15 minutes and widens (2 h, 24 h) only while fewer than ``limit``
-    lines were found, so the common case reads little (LocalStack ignores filter patterns and
-    pages through every event of the window).
+    lines were found, within a time budget: LocalStack ignores filter patterns and pages
+    through every event of a window, so a wider window that cannot be read completely is
+    dropped and the last complete one is answered (FilterLogEvents pages oldest first).
     """
+    deadline = clock() + budget_s
     items: list[dict[str, Any]] = []
     try:
         for minutes in WINDOWS_MINUTES:
             start_ms = int((clock() - minutes * 60) * 1000)
-            items = [i for g in groups for i in _group_errors(logs, g, start_ms, max_pages)]
+            try:
+                found = [i for g in groups for i in _group_errors(logs, g, start_ms, max_pages, deadline, clock)]
+            except _OverBudget:
+                break
+            items = found
             if len(items) >= limit:
                 break
     except ApiError:
