@@ -103,7 +103,11 @@ def collect_all() -> dict:
         if p.name == "all.json" or p.name.startswith("."):
             continue
         try:
-            out[p.stem] = json.loads(p.read_text())
+            data = json.loads(p.read_text())
+            if not isinstance(data, dict) or "schema" not in data:
+                data = {"name": p.stem, "status": "ignored", "figures": [],
+                        "error": f"bench/results/{p.name} was not written by the harness (no 'schema' key)"}
+            out[p.stem] = data
         except json.JSONDecodeError as e:
             out[p.stem] = {"name": p.stem, "status": "failed", "error": f"unreadable results file: {e}",
                            "figures": []}

@@ -32,7 +32,7 @@ TITLES = {
 }
 
 STATUS_MARK = {"ok": "ok", "failed": "**FAILED**", "missing": "**missing**", "timeout": "**TIMEOUT**",
-               "skipped": "skipped"}
+               "skipped": "skipped", "ignored": "ignored"}
 
 
 # --------------------------------------------------------------------------- formatting
@@ -92,8 +92,40 @@ def _stamp(fig, env: dict) -> None:
              f"{env.get('command', '?')} | {env.get('started_at', '?')}", fontsize=7, color="#555555")
 
 
+def _title(ax, text: str) -> None:
+    import textwrap
+    ax.set_title("\n".join(textwrap.wrap(text, 90)), fontsize=10 if len(text) > 70 else 11)
+
+
+def plot_few(fig_d: dict, env: dict, path: Path) -> None:
+    """Few samples per series: a percentile curve would mislead; bars at the median, whiskers min..max."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    names = list(fig_d["series"])
+    base = fig_d.get("baseline")
+    med = [fig_d["series"][n]["summary"].get("p50", 0.0) for n in names]
+    lo = [m - fig_d["series"][n]["summary"].get("min", m) for n, m in zip(names, med)]
+    hi = [fig_d["series"][n]["summary"].get("max", m) - m for n, m in zip(names, med)]
+    colors = ["#999999" if n == base else f"C{i}" for i, n in enumerate(names)]
+    ax.barh(range(len(names)), med, xerr=[lo, hi], color=colors, capsize=4)
+    ax.set_yticks(range(len(names)), [f"{n} (n={fig_d['series'][n]['summary'].get('n', 0)})" + (" [baseline]" if n == base else "")
+                                      for n in names], fontsize=8)
+    ax.invert_yaxis()
+    for i, m in enumerate(med):
+        ax.text(m, i, f" {fmt(m)}", va="center", fontsize=8)
+    ax.set_xlabel(f"{fig_d.get('unit', '')} (bar: median; whisker: min..max)")
+    ax.grid(True, axis="x", alpha=0.3)
+    _title(ax, fig_d["title"])
+    fig.tight_layout(rect=(0, 0.04, 1, 1))
+    _stamp(fig, env)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
 def plot_distribution(fig_d: dict, env: dict, path: Path) -> None:
     """Percentile plot: x = percentile on a 'nines' scale (50, 90, 99, 99.9), y = latency."""
+    if max((s["summary"].get("n", 0) for s in fig_d["series"].values()), default=0) < 20:
+        return plot_few(fig_d, env, path)
     plt = _plt()
     fig, ax = plt.subplots(figsize=(8, 4.5))
     qs = list(range(0, 101)) + [99.5, 99.9]
@@ -119,7 +151,7 @@ def plot_distribution(fig_d: dict, env: dict, path: Path) -> None:
     ax.set_ylabel(fig_d.get("unit", ""))
     ax.set_xlabel("percentile")
     ax.grid(True, alpha=0.3, which="both")
-    ax.set_title(fig_d["title"], fontsize=11)
+    _title(ax, fig_d["title"])
     ax.legend(fontsize=8, loc="best")
     fig.tight_layout(rect=(0, 0.04, 1, 1))
     _stamp(fig, env)
@@ -150,7 +182,7 @@ def plot_xy(fig_d: dict, env: dict, path: Path) -> None:
     ax.set_xlabel(fig_d.get("x_label", ""))
     ax.set_ylabel(fig_d.get("unit", ""))
     ax.grid(True, alpha=0.3)
-    ax.set_title(fig_d["title"], fontsize=11)
+    _title(ax, fig_d["title"])
     ax.legend(fontsize=8)
     fig.tight_layout(rect=(0, 0.04, 1, 1))
     _stamp(fig, env)

@@ -37,7 +37,7 @@ ROOT = Path(__file__).resolve().parents[2]
 STATE = ROOT / ".movierecs"
 KNOWN_USER_RANGE = (1, 6040)
 MOVIE_RANGE = (1, 3883)
-N_PAUSED_LIKES = 100  # likes posted while the mapping is disabled
+N_PAUSED_LIKES = 50  # likes posted while the mapping is disabled
 
 
 # --------------------------------------------------------------------------- fixtures
@@ -141,7 +141,7 @@ class GetLog:
 class Traffic:
     """GET /recommendations on a few threads + a like stream, for the duration of a `with`."""
 
-    def __init__(self, api: str, prefix: str, like_rate: float = 5.0, get_threads: int = 2,
+    def __init__(self, api: str, prefix: str, like_rate: float = 3.0, get_threads: int = 2,
                  max_seconds: float = 120.0):
         self.api, self.prefix = api.rstrip("/"), prefix
         self.out = LoadOutcome(event_prefix=prefix)
@@ -193,12 +193,28 @@ def assert_stored_once(ep: dict, prefix: str, acked: list[str], timeout: float =
     A like whose request failed on the client side may still have reached the broker; such
     extra rows are allowed (at-least-once from the client's view) and not counted as loss."""
     assert acked, "no like was acknowledged at all: the fault test measured nothing"
+    t0 = time.monotonic()
     got = wait_stored(ep["clickhouse"], prefix, len(acked), timeout=timeout)
+    print(f"\n{prefix}: acknowledged {len(acked)}, stored {got} after waiting {time.monotonic() - t0:.1f}s")
     have = stored_event_ids(ep["clickhouse"], prefix)
     missing = sorted(set(acked) - have)
     assert not missing, f"{len(missing)} of {len(acked)} acknowledged likes are not stored, e.g. {missing[:5]}"
     assert got["rows"] == got["unique"], f"duplicates after FINAL: {got}"
     return got
+
+
+def require_consumer_caught_up(ep: dict, timeout: float = 90.0) -> None:
+    """Precondition of the storage checks: one fresh like reaches ClickHouse within `timeout`.
+
+    Kafka partitions are consumed in order: if an earlier backlog is still being consumed, a
+    fault test could not tell its own losses from that delay, so it says so and stops.
+    """
+    prefix = new_prefix("sentinel")
+    _ms, err, msg = post_like(requests.Session(), ep["api"].rstrip("/"), 1, 1, f"{prefix}-0", timeout=30)
+    assert err is None, f"POST /likes failed before the fault: {err}: {msg}"
+    got = wait_stored(ep["clickhouse"], prefix, 1, timeout=timeout)
+    assert got["unique"] == 1, (f"precondition: a fresh like was not stored within {timeout:.0f}s: the consumer is "
+                                "behind an earlier backlog (Kafka -> consumer -> ClickHouse); rerun when it has drained")
 
 
 def wait_recommendations_ok(api: str, timeout: float = 60.0) -> None:
@@ -222,6 +238,7 @@ def new_prefix(name: str) -> str:
 
 # --------------------------------------------------------------------------- 1. ClickHouse killed
 def test_clickhouse_killed_mid_stream(ep, restore_services):
+    require_consumer_caught_up(ep)
     prefix = new_prefix("ch")
     with Traffic(ep["api"], prefix) as tr:
         time.sleep(3)
@@ -245,6 +262,7 @@ def test_clickhouse_killed_mid_stream(ep, restore_services):
 
 # --------------------------------------------------------------------------- 2. broker killed
 def test_broker_killed_and_restarted(ep, restore_services):
+    require_consumer_caught_up(ep)
     prefix = new_prefix("kafka")
     with Traffic(ep["api"], prefix) as tr:
         time.sleep(3)
@@ -352,6 +370,8 @@ def test_execution_environment_killed_mid_invocation(ep, aws):
         for t in threads:
             t.join(timeout=40)
     assert in_flight, "no request was in flight at any of the kills (could not exercise the fault)"
+    print(f"\nkilled {fn} environments; in-flight requests got: {[r[3] for r in in_flight]}; "
+          f"requests after: {len([r for r in log.rows if r[0] >= t_after])}")
     # in-flight requests got an answer (an error or a retried success), none hung past the client timeout
     assert all(r[1] - r[0] < 30 for r in in_flight)
     later = [r for r in log.rows if r[0] >= t_after]
@@ -472,6 +492,7 @@ def _wait_mapping(aws, uuid_: str, state: str, timeout: float = 60) -> None:
 
 
 def test_topic_filled_while_mapping_disabled(ep, aws):
+    require_consumer_caught_up(ep)
     m = _consumer_mapping(aws)
     lam = aws["lambda"]
     prefix = new_prefix("esm")
