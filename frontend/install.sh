@@ -54,7 +54,9 @@ if [[ ! -x /usr/bin/chromium ]]; then
 fi
 
 # 4. Warm Reflex's frontend build (JS packages via bun), keyed on the app's sources.
-want="$( (cd "$HERE" && cat rxconfig.py reflex.lock/* movierecs_web/*.py "$REQ" package-lock.json) | sha256sum | cut -d' ' -f1)"
+# (reflex.lock/package.json by content, not layout: Reflex rewrites it, sometimes re-indented.)
+pkg="$("$VENV/bin/python" -c 'import json,sys; print(json.dumps(json.load(open(sys.argv[1])), sort_keys=True))' "$HERE/reflex.lock/package.json")"
+want="$( (cd "$HERE" && cat rxconfig.py reflex.lock/bun.lock movierecs_web/*.py "$REQ" package-lock.json; echo "$pkg") | sha256sum | cut -d' ' -f1)"
 if ! stamp_ok "$HERE/.web/.movierecs-stamp" "$want"; then
     say "warming the Reflex build (reflex export --frontend-only)"
     (
@@ -65,11 +67,13 @@ if ! stamp_ok "$HERE/.web/.movierecs-stamp" "$want"; then
         export SSL_CERT_FILE="${SSL_CERT_FILE:-/etc/ssl/certs/ca-certificates.crt}"
         unset REFLEX_USE_NPM
         export PATH="$HERE/node_modules/.bin:$VENV/bin:$PATH"
-        rm -rf "$HERE/.export-tmp"
+        rm -rf "$HERE/.export-tmp" "$HERE/.web/build"
         "$VENV/bin/reflex" export --frontend-only --no-zip --zip-dest-dir "$HERE/.export-tmp" \
             --loglevel warning
         rm -rf "$HERE/.export-tmp"
     ) >>"$LOG" 2>&1 || { tail -30 "$LOG" >&2; exit 1; }
+    # reflex export can report a problem and still exit 0: check that it built.
+    [[ -f "$HERE/.web/build/client/index.html" ]] || { echo "reflex export built nothing:" >&2; tail -30 "$LOG" >&2; exit 1; }
     echo "$want" >"$HERE/.web/.movierecs-stamp"
 fi
 say "ready"
