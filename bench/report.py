@@ -202,12 +202,15 @@ def distribution_table(fig_d: dict) -> str:
     rows = []
     for name, s in fig_d["series"].items():
         sm = s.get("summary", {})
-        row = [name + (" (baseline)" if name == base else ""), sm.get("n", 0), s.get("errors", 0),
+        row = [name + (" (baseline)" if name == base and "baseline" not in name else ""), sm.get("n", 0), s.get("errors", 0),
                sm.get("p50"), sm.get("p90"), sm.get("p99"), sm.get("p99.9"), sm.get("max"), sm.get("mean")]
         if base:
             def ratio(k: str) -> str:
                 a, b = sm.get(k), bsum.get(k)
-                return f"{a / b:.2f}x" if a is not None and b else "n/a"
+                if a is None or not b:
+                    return "n/a"
+                r = a / b
+                return f"{r:.2f}x" if r >= 0.1 or r == 0 else f"{r:.2g}x (1/{1 / r:,.0f})"
             row += [ratio("p50"), ratio("p99")]
         rows.append(row)
     return md_table(cols, rows)
@@ -215,7 +218,7 @@ def distribution_table(fig_d: dict) -> str:
 
 def xy_table(fig_d: dict) -> str:
     unit = fig_d.get("unit", "")
-    cols = [fig_d.get("x_label", "x")] + [f"{k} ({unit})" + (" (baseline)" if k == fig_d.get("baseline") else "")
+    cols = [fig_d.get("x_label", "x")] + [f"{k} ({unit})" + (" (baseline)" if k == fig_d.get("baseline") and "baseline" not in k else "")
                                           for k in fig_d["series"]]
     rows = [[str(x) if not isinstance(x, (int, float)) else x] + [fig_d["series"][k][i] for k in fig_d["series"]]
             for i, x in enumerate(fig_d["x"])]
@@ -397,7 +400,10 @@ def render(everything: dict, *, out_md: Path = DEFAULT_MD, img_dir: Path = DEFAU
         lines += [f"## {TITLES.get(name, name)}", "", f"Module `bench/{name}.py`, status: "
                   f"{STATUS_MARK.get(env.get('status'), env.get('status'))}. {provenance(env)}", ""]
         if env.get("params"):
-            lines += ["Parameters: " + ", ".join(f"{k}={json.dumps(v, default=str)}" for k, v in env["params"].items()), ""]
+            def short(v: Any) -> str:
+                t = json.dumps(v, default=str)
+                return t if len(t) <= 200 else t[:200] + " …"
+            lines += ["Parameters: " + ", ".join(f"`{k}`={short(v)}" for k, v in env["params"].items()), ""]
         if env.get("notes"):
             lines += [env["notes"], ""]
         if env.get("error"):
