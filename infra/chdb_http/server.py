@@ -28,6 +28,16 @@ class _Server(ThreadingHTTPServer):
     request_queue_size = 128
     engine: Engine
 
+    def handle_error(self, request, client_address) -> None:
+        """A client that hangs up (reset, broken pipe) is routine: log it in one line, not a traceback."""
+        import sys
+
+        exc = sys.exc_info()[1]
+        if isinstance(exc, (ConnectionResetError, BrokenPipeError, TimeoutError)):
+            log.debug("client %s went away: %s", client_address, exc)
+            return
+        log.exception("error while serving %s", client_address)
+
     def get_request(self):  # noqa: D401 - socketserver hook
         sock, addr = super().get_request()
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
