@@ -71,7 +71,10 @@ def _describe_raw(df: pd.DataFrame) -> dict[str, Any]:
 
 
 def read_raw(path: str | Path) -> pd.DataFrame:
-    df = pd.read_parquet(path)
+    import pyarrow.parquet as pq
+
+    names = pq.read_schema(path).names
+    df = pq.read_table(path, read_dictionary=["source"] if "source" in names else None).to_pandas()
     df["ts"] = pd.to_datetime(df["ts"], utc=True)
     return df
 

@@ -99,12 +99,18 @@ def combine(*frames: pd.DataFrame) -> pd.DataFrame:
 
 
 def read_interactions(path: str | os.PathLike[str]) -> pd.DataFrame:
-    df = pd.read_parquet(path)
-    missing = set(COLUMNS[:4]) - set(df.columns)
+    """An interactions Parquet file; ``source`` is read as a category (20M Python strings
+    would cost more memory than everything else together)."""
+    import pyarrow.parquet as pq
+
+    names = pq.read_schema(path).names
+    missing = set(COLUMNS[:4]) - set(names)
     if missing:
         raise ValueError(f"{path}: interactions Parquet lacks columns {sorted(missing)}")
+    cols = [c for c in COLUMNS if c in names]
+    df = pq.read_table(path, columns=cols, read_dictionary=["source"] if "source" in names else None).to_pandas()
     if "source" not in df:
-        df["source"] = "rating"
+        df["source"] = pd.Categorical.from_codes(np.zeros(len(df), np.int8), ["rating"])
     df["ts"] = _utc(df["ts"])
     return df[COLUMNS]
 
@@ -125,9 +131,10 @@ def make_dataset(interactions: pd.DataFrame):
     from rectools import Columns
     from rectools.dataset import Dataset
 
-    df = interactions.rename(columns={"user_id": Columns.User, "movie_id": Columns.Item, "weight": Columns.Weight, "ts": Columns.Datetime})
-    df = df[[Columns.User, Columns.Item, Columns.Weight, Columns.Datetime]].copy()
-    df[Columns.Datetime] = df[Columns.Datetime].dt.tz_localize(None)
+    df = pd.DataFrame({
+        Columns.User: interactions["user_id"].to_numpy(), Columns.Item: interactions["movie_id"].to_numpy(),
+        Columns.Weight: interactions["weight"].to_numpy(np.float32), Columns.Datetime: interactions["ts"].dt.tz_localize(None).to_numpy(),
+    }, copy=False)
     return Dataset.construct(df)
 
 
