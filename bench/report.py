@@ -254,18 +254,20 @@ def render_figure(mod: str, fig_d: dict, env: dict, img_dir: Path, written: set[
 
 
 def find_figure(everything: dict, mod: str, fig_id: str) -> tuple[dict, dict] | None:
+    """The first distribution figure of `mod` whose id is one of `fig_id` ('a|b|c')."""
     env = everything.get("modules", {}).get(mod)
     if not env or env.get("status") != "ok":
         return None
-    for f in env.get("figures", []):
-        if f.get("id") == fig_id and f.get("kind") == "distribution":
-            return f, env
+    for fid in fig_id.split("|"):
+        for f in env.get("figures", []):
+            if f.get("id") == fid and f.get("kind") == "distribution":
+                return f, env
     return None
 
 
 def headline(everything: dict, img_dir: Path, written: set[Path]) -> list[str]:
     """End-to-end recommendation latency next to the no-op function and the seed serving path."""
-    a = find_figure(everything, "api", "recommend_latency")
+    a = find_figure(everything, "api", "api_rec_latency_c1|recommend_latency")
     b = find_figure(everything, "model", "serving_latency")
     out = ["## Headline: recommendation latency next to its baselines", ""]
     if not a and not b:
@@ -298,12 +300,17 @@ def headline(everything: dict, img_dir: Path, written: set[Path]) -> list[str]:
 
 # figures whose numbers are the starting point in docs/SCALING.md (module, figure id, what it means)
 KEY_FIGURES: tuple[tuple[str, str, str], ...] = (
-    ("api", "recommend_latency", "GET /recommendations end to end (warm)"),
+    ("api", "api_rec_latency_c1|recommend_latency", "GET /recommendations end to end, 1 client (warm)"),
+    ("api", "api_rec_latency_c8", "GET /recommendations end to end, 8 clients"),
+    ("api", "api_throughput", "API throughput in the latency runs"),
     ("model", "serving_latency", "serving work in process"),
+    ("model", "cold_process", "a fresh process loading the model and answering once"),
     ("api", "cold_start", "cold start of a new execution environment"),
-    ("load", "load_summary", "load test (20k GETs at concurrency 16 + like stream)"),
-    ("api", "ingest_throughput", "ingest throughput"),
-    ("api", "freshness", "freshness (like acknowledged -> visible)"),
+    ("api", "cold_start_init", "init duration of the recommend function"),
+    ("load", "load_summary", "load test (GET /recommendations at concurrency 16 + like stream)"),
+    ("load", "like_drain", "consumer backlog drain after the load test"),
+    ("api", "likes_throughput|ingest_throughput", "ingest throughput"),
+    ("api", "likes_freshness|freshness", "freshness (like acknowledged -> visible)"),
     ("model", "train_time", "training time against data size"),
     ("model", "train_memory", "training peak memory against data size"),
     ("retrain", "retrain_duration", "retraining workflow duration"),
@@ -319,8 +326,8 @@ def key_numbers(everything: dict) -> str:
     rows: list[list[Any]] = []
     for mod, fid, what in KEY_FIGURES:
         env = mods.get(mod) or {}
-        fig = next((f for f in env.get("figures", []) if f.get("id") == fid), None)
-        src = f"`{mod}.{fid}`"
+        fig = next((f for one in fid.split("|") for f in env.get("figures", []) if f.get("id") == one), None)
+        src = f"`{mod}.{fig['id'] if fig else fid.split('|')[0]}`"
         if env.get("status") != "ok" or fig is None or fig.get("kind") == "unavailable":
             why = "" if not env else f" ({env.get('status')})" if env.get("status") != "ok" else ""
             rows.append([what, "not measured yet" + why, src, ""])
