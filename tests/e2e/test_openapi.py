@@ -17,10 +17,11 @@ from schemathesis.specs.openapi.checks import (
 )
 
 OPENAPI = Path(__file__).resolve().parents[2] / "docs" / "openapi.yaml"
-# Operations with side effects beyond a like are not fuzzed (retrain starts a training run,
-# reload moves the model pointer); they are covered by test_api.py.
-SKIP = {("POST", "/admin/retrain"), ("POST", "/admin/reload")}
-EXAMPLES = 15
+# Not fuzzed, covered by test_api.py instead: operations with side effects beyond a like
+# (retrain starts a training run, reload moves the model pointer) and GET /admin/errors (each
+# call may read seconds of CloudWatch Logs in LocalStack, which ignores filter patterns).
+SKIP = {("POST", "/admin/retrain"), ("POST", "/admin/reload"), ("GET", "/admin/errors")}
+EXAMPLES = 10
 
 
 def documented() -> set[tuple[str, str]]:
