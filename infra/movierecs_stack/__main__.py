@@ -27,6 +27,8 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     stack = Stack.create()
     try:
+        if args.cmd in ("up", "down", "deploy"):
+            stack.lock()  # one up/down/deploy at a time: several people share this checkout
         if args.cmd == "up":
             stack.up(deploy_app=not args.no_deploy, bootstrap=not args.no_bootstrap)
         elif args.cmd == "down":

@@ -58,6 +58,37 @@ class Stack:
     def pids(self) -> procs.PidStore:
         return procs.PidStore(self.ctx.layout.pids)
 
+    # -- mutual exclusion ----------------------------------------------------------------------------------
+    def lock(self, timeout: float = 900.0) -> None:
+        """Hold ``.movierecs/stack.lock`` (flock) for the rest of this process.
+
+        Why: two concurrent ``up`` runs would each see the other's half-started services as
+        unhealthy and restart them. The lock is released by the kernel when the process ends.
+        """
+        import fcntl
+
+        self.ctx.layout.state.mkdir(parents=True, exist_ok=True)
+        f = open(self.ctx.layout.state / "stack.lock", "a+")
+        deadline = time.monotonic() + timeout
+        told = False
+        while True:
+            try:
+                fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if not told:
+                    f.seek(0)
+                    say(f"waiting for another up/down/deploy ({f.read().strip() or 'unknown'}) to finish")
+                    told = True
+                if time.monotonic() > deadline:
+                    raise ServiceError("another up/down/deploy holds .movierecs/stack.lock; try again later")
+                time.sleep(0.5)
+        f.seek(0)
+        f.truncate()
+        f.write(f"pid {os.getpid()}: {' '.join(sys.argv[1:]) or 'python'}\n")
+        f.flush()
+        self._lock_file = f
+
     # -- ports -----------------------------------------------------------------------------------------
     def port_conflicts(self, services: tuple[Service, ...]) -> list[str]:
         """Messages for ports that services not running yet need but something else holds."""
