@@ -2,7 +2,7 @@
 
 ``bootstrap --endpoints .movierecs/endpoints.json`` is what ``make up`` runs after the deploy:
 fetch MovieLens 1M (if missing), load it (idempotent), and when S3 has no promoted model,
-train on it, publish and promote.
+train on what ClickHouse then holds (ratings + likes), publish and promote.
 """
 from __future__ import annotations
 
@@ -183,9 +183,19 @@ def cmd_bootstrap(args) -> int:
     if current and not args.force_train:
         _p(f"model {current} is already promoted in s3://{bucket}/{args.prefix}; nothing to train")
         return 0
-    p = train.Params()
-    df = train.ratings_to_interactions(data.read_movielens(folder).ratings, p.weighting)
-    local = train.train_artifact(df, args.out, p, evaluate=True)
+    # train on what ClickHouse holds (ratings + any likes), as the retraining workflow does,
+    # so a bootstrap after a LocalStack restart (S3 is not durable) keeps the users' likes
+    from movierecs_training.load import ch_client
+
+    client = ch_client(ep["clickhouse"])
+    try:
+        raw = pipeline.extract_frame(client)
+    finally:
+        client.close()
+    if raw.empty:
+        raise SystemExit(f"error: ClickHouse at {ep['clickhouse']} has no ratings; run without --skip-load")
+    _p(f"training on {int((raw['source'] == 'rating').sum()):,} ratings and {int((raw['source'] == 'like').sum()):,} likes from ClickHouse")
+    local = pipeline.train_from_raw(raw, args.out, train.Params(), evaluate=True)
     version = pipeline.publish_and_promote(store, local, promote=True)
     _p(f"trained, published and promoted {version} to s3://{bucket}/{args.prefix} ({time.perf_counter() - t0:.1f}s total)")
     return 0
