@@ -31,7 +31,9 @@ _INSERT_RE = re.compile(
     rb"^\s*(?P<stmt>INSERT\s+INTO\s+.*?)\s+FORMAT\s+(?P<fmt>[A-Za-z][A-Za-z0-9_]*)[ \t]*(?:\r?\n)?",
     re.IGNORECASE | re.DOTALL,
 )
-_TRAILING_FORMAT_RE = re.compile(r"\bFORMAT\s+([A-Za-z][A-Za-z0-9_]*)\s*;?\s*$", re.IGNORECASE)
+_TRAILING_FORMAT_RE = re.compile(r"\bFORMAT\s+([A-Za-z][A-Za-z0-9_]*)\s*(?:SETTINGS\b[^;]*)?;?\s*$",
+                                 re.IGNORECASE | re.DOTALL)
+_LITERAL_RE = re.compile(r"'(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\"|`(?:[^`\\]|\\.)*`|--[^\n]*|/\*.*?\*/", re.DOTALL)
 
 
 class ProtocolError(Exception):
@@ -136,8 +138,9 @@ def build_request(url_params: dict[str, str], body: bytes, form: dict[str, bytes
 
 
 def trailing_format(sql: str) -> str | None:
-    """The output format named by a trailing ``FORMAT X`` clause, if any."""
-    m = _TRAILING_FORMAT_RE.search(sql)
+    """The output format named by the statement's ``FORMAT X`` clause (at the end, or before a final
+    SETTINGS clause), ignoring string literals, quoted identifiers and comments."""
+    m = _TRAILING_FORMAT_RE.search(_LITERAL_RE.sub("''", sql))
     return m.group(1) if m else None
 
 

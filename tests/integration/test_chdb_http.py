@@ -145,6 +145,10 @@ def test_raw_http_errors_look_like_clickhouse(endpoint):
     body = ei.value.read().decode()
     assert ei.value.code == 400 and ei.value.headers["X-ClickHouse-Exception-Code"] == "62"
     assert body.startswith("Code: 62. DB::Exception:") and "SYNTAX_ERROR" in body
+    req = urllib.request.Request(base + "/", data=b"SELECT 1 AS x FORMAT JSONEachRow SETTINGS max_threads = 1",
+                                 method="POST")
+    with urllib.request.urlopen(req, timeout=5) as r:  # FORMAT before SETTINGS: the body stays whole
+        assert json.loads(r.read()) == {"x": 1} and r.headers["X-ClickHouse-Format"] == "JSONEachRow"
     req = urllib.request.Request(base + "/?param_x=5", data=b"SELECT {x:UInt8} * 2", method="POST")
     with urllib.request.urlopen(req, timeout=5) as r:
         assert r.read() == b"10\n" and r.headers["X-ClickHouse-Format"] == "TabSeparated"

@@ -63,4 +63,8 @@ def test_multipart_form():
 def test_trailing_format_and_status_codes():
     assert trailing_format("SELECT 1\n FORMAT Native") == "Native"
     assert trailing_format("SELECT 'FORMAT x' AS f") is None
+    assert trailing_format("SELECT 1 FORMAT JSON SETTINGS max_threads = 1") == "JSON"
+    assert trailing_format("SELECT format FROM t") is None
+    assert trailing_format("SELECT 1 -- FORMAT JSON") is None
+    assert trailing_format("SELECT 'a' FORMAT CSV;") == "CSV"
     assert http_status_for(60) == 404 and http_status_for(62) == 400 and http_status_for(999) == 500
