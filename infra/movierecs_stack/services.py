@@ -296,7 +296,7 @@ def _ls_start(ctx: Ctx) -> subprocess.Popen:
 
 
 def _ls_ready(ctx: Ctx) -> bool:
-    status, body = http_get(ctx.localstack_url + "/_localstack/health", 2.0)
+    status, body = http_get(ctx.localstack_url + "/_localstack/health", 5.0)
     if status != 200:
         return False
     try:

@@ -126,7 +126,7 @@ class Stack:
             self.stop_service(svc)
             tracked = None
         if tracked:
-            if self._wait_ready(svc, None, 10):
+            if self._wait_ready(svc, None, 30):  # patient: restarting a busy live service is costly
                 svc.setup(self.ctx)
                 say(f"{svc.name}: running (pid {tracked.pid}, port {svc.port(self.ctx)})")
                 return
