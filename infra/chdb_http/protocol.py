@@ -57,6 +57,29 @@ class Request:
     insert_statement: str | None = None  # set for "INSERT INTO ... FORMAT X" followed by data
     insert_format: str | None = None
     insert_data: bytes = b""
+    session_id: str | None = None
+
+
+_SET_RE = re.compile(r"^\s*SET\s+(?!ROLE\b|DEFAULT\s+ROLE\b)(?P<body>.+?)\s*;?\s*$", re.IGNORECASE | re.DOTALL)
+_ASSIGN_RE = re.compile(r"\s*([A-Za-z_][A-Za-z0-9_]*)\s*=\s*('(?:[^'\\]|\\.)*'|[^,]+?)\s*(?:,|$)")
+
+
+def parse_set(sql: str) -> dict[str, str] | None:
+    """``SET a = 1, b = 'x'`` as {"a": "1", "b": "x"}; None if ``sql`` is not a settings SET."""
+    m = _SET_RE.match(sql)
+    if not m:
+        return None
+    body, out, pos = m.group("body"), {}, 0
+    while pos < len(body):
+        a = _ASSIGN_RE.match(body, pos)
+        if not a or a.end() == pos:
+            raise ProtocolError(f"Cannot parse SET statement: {sql.strip()[:100]}. (SYNTAX_ERROR)", 62)
+        value = a.group(2).strip()
+        if value.startswith("'") and value.endswith("'") and len(value) >= 2:
+            value = value[1:-1].replace("\\'", "'").replace("\\\\", "\\")
+        out[a.group(1)] = value
+        pos = a.end()
+    return out
 
 
 def decompress(body: bytes, encoding: str | None) -> bytes:
@@ -129,6 +152,7 @@ def build_request(url_params: dict[str, str], body: bytes, form: dict[str, bytes
     req.database = values.get("database") or None
     req.default_format = values.get("default_format") or "TabSeparated"
     req.query_id = values.get("query_id") or None
+    req.session_id = values.get("session_id") or None
     m = _INSERT_RE.match(sql)
     if m and not re.search(rb"\bSELECT\b", m.group("stmt"), re.IGNORECASE):
         req.insert_statement = m.group("stmt").decode()

@@ -15,7 +15,11 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qsl, urlsplit
 
 from .engine import Engine, EngineError, Result
-from .protocol import ProtocolError, build_request, decompress, http_status_for, parse_multipart, trailing_format
+from collections import OrderedDict
+import threading
+
+from .protocol import (ProtocolError, build_request, decompress, http_status_for, parse_multipart, parse_set,
+                       trailing_format)
 
 log = logging.getLogger("chdb_http")
 
@@ -27,6 +31,30 @@ class _Server(ThreadingHTTPServer):
     allow_reuse_address = True
     request_queue_size = 128
     engine: Engine
+    max_sessions = 1000
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        # session_id -> settings SET in that session (a real server keeps them per HTTP session;
+        # without a session a SET lasts for its own request only, as on a server)
+        self.sessions: OrderedDict[str, dict[str, str]] = OrderedDict()
+        self.sessions_lock = threading.Lock()
+
+    def session_settings(self, session_id: str | None) -> dict[str, str]:
+        if not session_id:
+            return {}
+        with self.sessions_lock:
+            if session_id in self.sessions:
+                self.sessions.move_to_end(session_id)
+                return dict(self.sessions[session_id])
+        return {}
+
+    def remember(self, session_id: str, settings: dict[str, str]) -> None:
+        with self.sessions_lock:
+            self.sessions.setdefault(session_id, {}).update(settings)
+            self.sessions.move_to_end(session_id)
+            while len(self.sessions) > self.max_sessions:
+                self.sessions.popitem(last=False)
 
     def handle_error(self, request, client_address) -> None:
         """A client that hangs up (reset, broken pipe) is routine: log it in one line, not a traceback."""
@@ -120,6 +148,7 @@ class Handler(BaseHTTPRequestHandler):
                 form = parse_multipart(body, ctype)
             req = build_request(params, body, form)
             engine = self.server.engine
+            req.settings = {**self.server.session_settings(req.session_id), **req.settings}
             fmt_header: str | None
             if req.insert_statement is not None:
                 data = req.insert_data
@@ -130,7 +159,16 @@ class Handler(BaseHTTPRequestHandler):
             else:
                 sql = req.sql.decode("utf-8", errors="surrogateescape")
                 fmt = trailing_format(sql)
-                if fmt is not None:
+                assigned = parse_set(sql)
+                if assigned is not None:
+                    # validated like any request's settings, never left on the shared chDB connection
+                    res = engine.query("SELECT 1", "TabSeparated", database=req.database,
+                                       settings={**req.settings, **assigned})
+                    res.body = b""
+                    if req.session_id:
+                        self.server.remember(req.session_id, assigned)
+                    fmt_header = None
+                elif fmt is not None:
                     res = engine.query(sql, fmt, params=req.params, database=req.database, settings=req.settings)
                     fmt_header = fmt
                 elif req.default_format in _TSV_DEFAULTS:

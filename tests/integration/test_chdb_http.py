@@ -196,3 +196,19 @@ def test_data_persists_across_an_endpoint_restart(tmp_path):
     finally:
         p.send_signal(signal.SIGTERM)
         assert p.wait(timeout=30) == 0
+
+
+def test_set_lasts_for_its_session_only(endpoint):
+    a = clickhouse_connect.get_client(host=endpoint[0], port=endpoint[1], autogenerate_session_id=True)
+    b = clickhouse_connect.get_client(host=endpoint[0], port=endpoint[1], autogenerate_session_id=True)
+    none = clickhouse_connect.get_client(host=endpoint[0], port=endpoint[1], autogenerate_session_id=False)
+    default = none.command("SELECT getSetting('max_block_size')")
+    a.command("SET max_block_size = 777")
+    assert a.command("SELECT getSetting('max_block_size')") == 777
+    assert b.command("SELECT getSetting('max_block_size')") == default
+    assert none.command("SELECT getSetting('max_block_size')") == default
+    none.command("SET max_block_size = 555")  # no session: lasts for that request only, as on a server
+    assert none.command("SELECT getSetting('max_block_size')") == default
+    with pytest.raises(DatabaseError, match="115|UNKNOWN_SETTING"):
+        a.command("SET no_such_setting_here = 1")
+    assert a.command("SELECT getSetting('max_block_size')") == 777

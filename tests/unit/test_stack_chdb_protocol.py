@@ -68,3 +68,15 @@ def test_trailing_format_and_status_codes():
     assert trailing_format("SELECT 1 -- FORMAT JSON") is None
     assert trailing_format("SELECT 'a' FORMAT CSV;") == "CSV"
     assert http_status_for(60) == 404 and http_status_for(62) == 400 and http_status_for(999) == 500
+
+
+def test_parse_set():
+    from chdb_http.protocol import parse_set
+
+    assert parse_set("SET max_threads = 1, date_time_input_format='best_effort'") == {
+        "max_threads": "1", "date_time_input_format": "best_effort"}
+    assert parse_set("SELECT 1") is None
+    assert parse_set("SET ROLE admin") is None
+    assert parse_set("set x = 'it\\'s';") == {"x": "it's"}
+    with pytest.raises(ProtocolError):
+        parse_set("SET = 1")
