@@ -120,12 +120,28 @@ class Service:
     ready_timeout: float = 60.0
     depends_on: tuple[str, ...] = ()
     enabled: Callable[[Ctx], bool] = lambda ctx: True
+    # what the running process was started from (code, binary, settings): a change means restart
+    fingerprint: Callable[[Ctx], str] = lambda ctx: ""
 
     def port(self, ctx: Ctx) -> int:
         return ctx.port(self.port_key)
 
     def log(self, ctx: Ctx) -> Path:
         return ctx.layout.logs / f"{self.name}.log"
+
+
+def files_digest(*paths: Path, extra: str = "") -> str:
+    """Hash of the contents of files (folders: their *.py, *.toml, *.sh files, recursively) plus ``extra``."""
+    h = hashlib.sha256(extra.encode())
+    for p in paths:
+        files = sorted(q for q in p.rglob("*") if q.suffix in (".py", ".toml", ".sh") and "__pycache__" not in q.parts) \
+            if p.is_dir() else [p]
+        for f in files:
+            try:
+                h.update(str(f).encode() + b"\0" + f.read_bytes())
+            except OSError:
+                h.update(str(f).encode() + b"\0missing")
+    return h.hexdigest()[:16]
 
 
 # --- PostgreSQL ---------------------------------------------------------------------------------
@@ -398,15 +414,36 @@ def _fe_ready(ctx: Ctx) -> bool:
     return 200 <= status < 500
 
 
+def _ch_fp(ctx: Ctx) -> str:
+    return files_digest(ctx.layout.root / "infra" / "chdb_http")
+
+
+def _ls_fp(ctx: Ctx) -> str:
+    """The extension's code and LocalStack's environment: LocalStack loads plugins only at start."""
+    env = localstack_env(ctx)
+    keys = ("GATEWAY_LISTEN", "SERVICES", "LAMBDA_RUNTIME_EXECUTOR", "MOVIERECS_LAMBDA_PYTHON", "MOVIERECS_MSK_BOOTSTRAP")
+    return files_digest(ctx.layout.root / "infra" / "localstack_ext",
+                        ctx.layout.root / "infra" / "requirements" / "localstack.txt",
+                        extra=json.dumps({k: env.get(k) for k in keys}))
+
+
+def _fe_fp(ctx: Ctx) -> str:
+    from .endpoints import read_endpoints
+
+    return files_digest(ctx.layout.root / "frontend" / "serve.sh",
+                        extra=str((read_endpoints(ctx.layout) or {}).get("api")))
+
+
 POSTGRES = Service("postgres", "postgres", "PostgreSQL", _pg_start, _pg_ready, _pg_setup, stop_signal=2,
                    ready_timeout=60)
 CLICKHOUSE = Service("clickhouse", "clickhouse", "ClickHouse HTTP (chDB)", _ch_start, _ch_ready, _ch_setup,
-                     ready_timeout=60)
-LOCALSTACK = Service("localstack", "localstack", "LocalStack", _ls_start, _ls_ready, ready_timeout=90)
+                     ready_timeout=60, fingerprint=_ch_fp)
+LOCALSTACK = Service("localstack", "localstack", "LocalStack", _ls_start, _ls_ready, ready_timeout=90,
+                     fingerprint=_ls_fp)
 KAFKA = Service("kafka", "kafka", "Kafka (Tansu)", _tansu_start, _tansu_ready, _tansu_setup, ready_timeout=30,
                 depends_on=("localstack",))
 FRONTEND = Service("frontend", "frontend", "Frontend (Reflex)", _fe_start, _fe_ready, ready_timeout=600,
-                   enabled=_fe_enabled)
+                   enabled=_fe_enabled, fingerprint=_fe_fp)
 
 # started in this order (the deploy runs between the backing services and the frontend)
 BACKING = (POSTGRES, CLICKHOUSE, LOCALSTACK, KAFKA)

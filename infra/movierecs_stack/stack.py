@@ -121,8 +121,20 @@ class Stack:
         """Make ``svc`` run and answer; start it if needed; run its setup."""
         t0 = time.monotonic()
         tracked = self.pids.running(svc.name)
+        fp_file = self.ctx.layout.pids / f"{svc.name}.fingerprint"
+        fingerprint = svc.fingerprint(self.ctx)
+        if tracked and not force_restart and fingerprint:
+            try:
+                old = fp_file.read_text().strip()
+            except FileNotFoundError:
+                old = None
+            if old is None:  # started before fingerprints were kept: take it as current
+                fp_file.write_text(fingerprint + "\n")
+            elif old != fingerprint:
+                say(f"{svc.name}: its code or configuration changed since it started")
+                force_restart = True
         if tracked and force_restart:
-            say(f"{svc.name}: restarting (what it depends on changed)")
+            say(f"{svc.name}: restarting (what it runs or depends on changed)")
             self.stop_service(svc)
             tracked = None
         if tracked:
@@ -140,6 +152,7 @@ class Stack:
         proc = svc.start(self.ctx)
         self.pids.write(svc.name, proc.pid)
         self.started.append(svc.name)
+        fp_file.write_text(fingerprint + "\n")
         if not self._wait_ready(svc, proc, svc.ready_timeout):
             state = f"exited with code {proc.returncode}" if proc.poll() is not None else \
                 f"did not answer within {svc.ready_timeout:.0f}s"
@@ -169,7 +182,6 @@ class Stack:
         if conflicts:
             raise ServiceError("cannot start the stack:\n  " + "\n  ".join(conflicts))
         key = admin_api_key(self.ctx.layout)
-        prev_api = (read_endpoints(self.ctx.layout) or {}).get("api")
         try:
             for svc in self.backing:
                 restart = any(dep in self.started for dep in svc.depends_on)
@@ -187,8 +199,8 @@ class Stack:
         if bootstrap and api_url:
             self.bootstrap()
         if self.frontend is not None and self.frontend.enabled(self.ctx):
-            restart = "localstack" in self.started or api_url != prev_api  # it was given another API URL
-            self.ensure(self.frontend, force_restart=restart)
+            # a new API URL changes its fingerprint, which restarts it
+            self.ensure(self.frontend)
         say(f"stack up in {time.monotonic() - t0:.1f}s; endpoints in {self.ctx.layout.endpoints_file} (mode 0600):")
         print(json.dumps(endpoints, indent=2), flush=True)
         return endpoints

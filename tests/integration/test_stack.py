@@ -166,6 +166,26 @@ def test_up_twice_restart_dead_and_down(throwaway):
     assert not procs.alive(ta.pid) and not any(procs.alive(k) for k in kid)
 
 
+def test_changed_code_restarts_a_service_and_its_dependents(throwaway, tmp_path):
+    import dataclasses
+
+    code = tmp_path / "code.txt"
+    code.write_text("v1")
+    a = dataclasses.replace(dummy("a", "postgres"), fingerprint=lambda ctx: code.read_text())
+    b = dataclasses.replace(dummy("b", "kafka"), depends_on=("a",))
+    s = throwaway(a, b)
+    s.up(deploy_app=False, bootstrap=False)
+    ta, tb = s.pids.running("a"), s.pids.running("b")
+    s2 = throwaway(a, b)
+    s2.up(deploy_app=False, bootstrap=False)
+    assert s2.started == []  # unchanged: kept
+    code.write_text("v2")
+    s3 = throwaway(a, b)
+    s3.up(deploy_app=False, bootstrap=False)
+    assert s3.started == ["a", "b"]  # a changed; b depends on a
+    assert not procs.alive(ta.pid) and not procs.alive(tb.pid)
+
+
 def test_failed_up_stops_what_it_started(throwaway):
     ok, bad = dummy("ok", "postgres"), dummy("bad", "clickhouse", fail=True)
     s = throwaway(ok, bad)
