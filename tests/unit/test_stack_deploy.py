@@ -111,3 +111,22 @@ def test_tool_output_and_command_are_masked(tmp_path):
              title="failing tool", secrets=(secret,))
     assert secret not in str(ei.value) and "failing tool failed (exit 2" in str(ei.value)
     assert secret not in log.read_text()
+
+
+def test_fingerprints_follow_code_and_settings(tmp_path):
+    from movierecs_stack.services import LOCALSTACK, files_digest
+
+    ext = tmp_path / "infra" / "localstack_ext" / "pkg"
+    ext.mkdir(parents=True)
+    (ext / "a.py").write_text("x = 1")
+    ctx = Ctx(Layout(root=tmp_path), {})
+    fp1 = LOCALSTACK.fingerprint(ctx)
+    assert fp1 == LOCALSTACK.fingerprint(ctx)
+    (ext / "a.py").write_text("x = 2")
+    fp2 = LOCALSTACK.fingerprint(ctx)
+    assert fp2 != fp1
+    assert LOCALSTACK.fingerprint(Ctx(Layout(root=tmp_path), {"MOVIERECS_KAFKA_PORT": "1234"})) != fp2
+    (ext / "__pycache__").mkdir()
+    (ext / "__pycache__" / "a.py").write_text("ignored")
+    assert LOCALSTACK.fingerprint(ctx) == fp2
+    assert files_digest(tmp_path / "missing.sh") != files_digest(tmp_path / "missing2.sh")
