@@ -288,3 +288,50 @@ def test_postgres_cluster_for_a_repo_postgres_cannot_reach(tmp_path):
         s.down()
         sh.rmtree(target, ignore_errors=True)
     assert procs.port_free(s.ctx.port("postgres"))
+
+
+# --- a broken template: CloudFormation's own reason reaches the user --------------------------------
+BROKEN_TEMPLATE = """
+AWSTemplateFormatVersion: "2010-09-09"
+Transform: AWS::Serverless-2016-10-31
+Resources:
+  Fine:
+    Type: AWS::SQS::Queue
+  Broken:
+    Type: AWS::S3::Bucket
+    Properties:
+      BucketName: "Not_A_Valid_Bucket_Name!!"
+"""
+
+
+def test_broken_template_shows_cloudformation_reason(stack, tmp_path):
+    """Deployed through the same sam build + samlocal deploy flow, as a separate throwaway stack."""
+    import boto3
+
+    from movierecs_stack.deploy import DeployError, deploy
+
+    name = f"movierecs-it-broken-{uuid.uuid4().hex[:6]}"
+    (tmp_path / "template.yaml").write_text(BROKEN_TEMPLATE)
+    (tmp_path / "samconfig.toml").write_text(
+        f'version = 0.1\n[local.deploy.parameters]\nstack_name = "{name}"\nregion = "us-east-1"\n'
+        f's3_bucket = "{name}-artifacts"\n')
+    cfn = boto3.client("cloudformation", endpoint_url=stack.ctx.localstack_url, region_name="us-east-1",
+                       aws_access_key_id="test", aws_secret_access_key="test")
+    s3 = stack.ctx.s3()
+    try:
+        with pytest.raises(DeployError) as ei:
+            deploy(stack.ctx, "k" * 24, tmp_path, echo=lambda m: None)
+        msg = str(ei.value)
+        assert "CloudFormation says:" in msg
+        assert "Broken (AWS::S3::Bucket) CREATE_FAILED" in msg and "bucket name" in msg.lower()
+    finally:
+        try:
+            cfn.delete_stack(StackName=name)
+        except Exception:
+            pass
+        try:
+            for obj in s3.list_objects_v2(Bucket=f"{name}-artifacts").get("Contents", []):
+                s3.delete_object(Bucket=f"{name}-artifacts", Key=obj["Key"])
+            s3.delete_bucket(Bucket=f"{name}-artifacts")
+        except Exception:
+            pass
