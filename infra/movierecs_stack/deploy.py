@@ -237,9 +237,32 @@ def stack_failure_reasons(ctx: Ctx, stack_name: str, region: str, limit: int = 1
     return out
 
 
-def clear_failed_stack(ctx: Ctx, stack_name: str, region: str, echo=print) -> None:
+def named_functions(template: Path | None) -> list[str]:
+    """Literal FunctionName values of the (built or localized) template's functions."""
+    if template is None or not template.exists():
+        return []
+    try:
+        from cfnlint.decode import decode
+
+        tpl, _ = decode(str(template))
+    except Exception:
+        return []
+    out = []
+    for res in ((tpl or {}).get("Resources") or {}).values():
+        if isinstance(res, dict) and res.get("Type") in ("AWS::Serverless::Function", "AWS::Lambda::Function"):
+            name = (res.get("Properties") or {}).get("FunctionName")
+            if isinstance(name, str):
+                out.append(name)
+    return out
+
+
+def clear_failed_stack(ctx: Ctx, stack_name: str, region: str, echo=print, template: Path | None = None) -> None:
     """A stack whose creation failed (ROLLBACK_COMPLETE and the like) cannot be updated: delete it
-    so the deploy starts over, as `sam deploy` would ask a person to do by hand."""
+    so the deploy starts over, as `sam deploy` would ask a person to do by hand.
+
+    LocalStack's rollback and delete can leave explicitly named Lambda functions behind, which
+    makes the next create fail with "Function already exist": those are deleted too (only names
+    the template itself declares)."""
     import boto3
 
     cfn = boto3.client("cloudformation", endpoint_url=ctx.localstack_url, region_name=region,
@@ -259,8 +282,16 @@ def clear_failed_stack(ctx: Ctx, stack_name: str, region: str, echo=print) -> No
         except Exception:
             return
         if st == "DELETE_COMPLETE":
-            return
+            break
         time.sleep(1)
+    lam = boto3.client("lambda", endpoint_url=ctx.localstack_url, region_name=region,
+                       aws_access_key_id="test", aws_secret_access_key="test")
+    for name in named_functions(template):
+        try:
+            lam.delete_function(FunctionName=name)
+            echo(f"  removed function {name} left behind by the failed stack")
+        except Exception:
+            pass
 
 
 def api_url_of(ctx: Ctx, stack_name: str, region: str) -> tuple[str | None, dict[str, str]]:
@@ -316,9 +347,9 @@ def deploy(ctx: Ctx, admin_key: str, project: Path | None = None, *, echo=print)
     t1 = time.monotonic()
     if cfg.get("s3_bucket"):
         ensure_bucket(ctx, cfg["s3_bucket"])
-    clear_failed_stack(ctx, stack_name, region, echo)
     built = project / ".aws-sam" / "build" / "template.yaml"
     local_tpl = localize_template(built, ov) if built.exists() else None
+    clear_failed_stack(ctx, stack_name, region, echo, template=local_tpl or built)
     args = [samlocal, "deploy", *config_args, "--stack-name", stack_name, "--region", region,
             "--no-confirm-changeset", "--no-fail-on-empty-changeset"]
     if local_tpl is not None:

@@ -295,8 +295,13 @@ BROKEN_TEMPLATE = """
 AWSTemplateFormatVersion: "2010-09-09"
 Transform: AWS::Serverless-2016-10-31
 Resources:
-  Fine:
-    Type: AWS::SQS::Queue
+  Named:
+    Type: AWS::Serverless::Function
+    Properties:
+      FunctionName: {name}-fn
+      Runtime: python3.11
+      Handler: index.handler
+      InlineCode: "def handler(event, context):\\n    return 1\\n"
   Broken:
     Type: AWS::S3::Bucket
     Properties:
@@ -311,7 +316,7 @@ def test_broken_template_shows_cloudformation_reason(stack, tmp_path):
     from movierecs_stack.deploy import DeployError, deploy
 
     name = f"movierecs-it-broken-{uuid.uuid4().hex[:6]}"
-    (tmp_path / "template.yaml").write_text(BROKEN_TEMPLATE)
+    (tmp_path / "template.yaml").write_text(BROKEN_TEMPLATE.replace("{name}", name))
     (tmp_path / "samconfig.toml").write_text(
         f'version = 0.1\n[local.deploy.parameters]\nstack_name = "{name}"\nregion = "us-east-1"\n'
         f's3_bucket = "{name}-artifacts"\n')
@@ -324,9 +329,19 @@ def test_broken_template_shows_cloudformation_reason(stack, tmp_path):
         msg = str(ei.value)
         assert "CloudFormation says:" in msg
         assert "Broken (AWS::S3::Bucket) CREATE_FAILED" in msg and "bucket name" in msg.lower()
+        # fixed template, same stack: the failed stack (and what its rollback left behind) is cleared first
+        fixed = BROKEN_TEMPLATE.replace("{name}", name).split("  Broken:")[0]
+        (tmp_path / "template.yaml").write_text(fixed)
+        deploy(stack.ctx, "k" * 24, tmp_path, echo=lambda m: None)
+        assert cfn.describe_stacks(StackName=name)["Stacks"][0]["StackStatus"] in ("CREATE_COMPLETE", "UPDATE_COMPLETE")
     finally:
         try:
             cfn.delete_stack(StackName=name)
+        except Exception:
+            pass
+        try:  # LocalStack may leave explicitly named functions behind a deleted stack
+            boto3.client("lambda", endpoint_url=stack.ctx.localstack_url, region_name="us-east-1",
+                         aws_access_key_id="test", aws_secret_access_key="test").delete_function(FunctionName=f"{name}-fn")
         except Exception:
             pass
         try:

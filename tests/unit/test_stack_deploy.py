@@ -130,3 +130,14 @@ def test_fingerprints_follow_code_and_settings(tmp_path):
     (ext / "__pycache__" / "a.py").write_text("ignored")
     assert LOCALSTACK.fingerprint(ctx) == fp2
     assert files_digest(tmp_path / "missing.sh") != files_digest(tmp_path / "missing2.sh")
+
+
+def test_named_functions(tmp_path):
+    from movierecs_stack.deploy import named_functions
+
+    tpl = tmp_path / "t.yaml"
+    tpl.write_text("Resources:\n  A: {Type: AWS::Serverless::Function, Properties: {FunctionName: movierecs-a}}\n"
+                   "  B: {Type: AWS::Lambda::Function, Properties: {FunctionName: !Sub '${AWS::StackName}-b'}}\n"
+                   "  C: {Type: AWS::SQS::Queue, Properties: {QueueName: q}}\n")
+    assert named_functions(tpl) == ["movierecs-a"]
+    assert named_functions(tmp_path / "missing.yaml") == [] and named_functions(None) == []
