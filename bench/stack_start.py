@@ -18,6 +18,7 @@ the stack up. Target: warm start to a deployed, healthy stack in at most 90 s.
 """
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
@@ -90,6 +91,7 @@ def idle_rss(stack: Stack) -> dict[str, float]:
 
 def run(quick: bool) -> dict:
     harness.RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+    load_before = os.getloadavg()
     n_warm, n_base, n_cold = (1, 1, 1) if quick else (3, 3, 2)
     warm, base, cold, rows, unhealthy = [], [], [], [], []
 
@@ -130,8 +132,12 @@ def run(quick: bool) -> dict:
                         {**{k: (round(v, 1), "MB") for k, v in rss.items()},
                          "total": (round(sum(rss.values()), 1), "MB")}),
     ]
-    return {"figures": figures, "params": {"warm_runs": n_warm, "cold_runs": n_cold, "baseline_runs": n_base},
-            "notes": "Restarts the shared stack; leaves it up."}
+    params = {"warm_runs": n_warm, "cold_runs": n_cold, "baseline_runs": n_base,
+              "loadavg_1m_before": round(load_before[0], 1), "loadavg_1m_after": round(os.getloadavg()[0], 1),
+              "ports": {k: v for k, v in os.environ.items() if k.startswith("MOVIERECS_") and k.endswith("_PORT")}}
+    return {"figures": figures, "params": params,
+            "notes": "Restarts the stack of this checkout (its ports); leaves it up. Machine load is in params: "
+                     "other work on the 2 cores slows every phase."}
 
 
 PHASES = ("postgres", "clickhouse", "localstack", "kafka", "deploy", "bootstrap", "frontend")
