@@ -20,6 +20,10 @@ def _new_producer(bootstrap: str) -> Any:
     return KafkaProducer(
         bootstrap_servers=[s.strip() for s in bootstrap.split(",") if s.strip()],
         acks="all",
+        # No idempotent-producer handshake: retries may duplicate a record in the log, which
+        # the consumer drops by event id; the broker (Tansu) answers DuplicateSequenceNumber
+        # warnings under load with the idempotent protocol.
+        enable_idempotence=False,
         linger_ms=0,
         retries=3,
         request_timeout_ms=4000,
