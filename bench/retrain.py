@@ -80,6 +80,7 @@ def one_run(ep: dict[str, str], sfn: Any) -> dict[str, Any]:
         "steps_s": step_durations(events),
         "retries": sum(1 for e in events if e["type"] in ("TaskFailed", "LambdaFunctionFailed", "TaskTimedOut")),
         "in_function_s": dict(run.get("step_seconds") or {}),
+        "in_function_cpu_s": dict(run.get("step_cpu_seconds") or {}),
         "version": run.get("promoted_version"),
         "rows": run.get("rows"),
         "served_after_s": run.get("served_after_s"),
@@ -161,6 +162,9 @@ def run(quick: bool) -> dict:
     for step in STEPS:
         series[step] = [r["steps_s"][step] for r in runs if step in r["steps_s"]]
     series["in-function work"] = [sum(r["in_function_s"].values()) for r in runs]
+    cpu = [sum(r["in_function_cpu_s"].values()) for r in runs if r["in_function_cpu_s"]]
+    if cpu:  # CPU seconds of the function process (all threads): independent of other load
+        series["in-function CPU time"] = cpu
     median_total = statistics.median(series["total (POST to SUCCEEDED)"])
     figures = [
         harness.distribution(
@@ -171,10 +175,11 @@ def run(quick: bool) -> dict:
         ),
         harness.table(
             "retrain_runs", "Retraining runs",
-            ["execution", "total s", *[f"{s} s" for s in STEPS], "in-function s", "outside functions s", "retried tasks",
+            ["execution", "total s", *[f"{s} s" for s in STEPS], "in-function s", "in-function CPU s", "outside functions s", "retried tasks",
              "rows", "served after s", "version"],
             [[r["execution"], round(r["wall_s"], 2), *[round(r["steps_s"].get(s, float("nan")), 2) for s in STEPS],
-              round(sum(r["in_function_s"].values()), 2), round(r["execution_s"] - sum(r["in_function_s"].values()), 2),
+              round(sum(r["in_function_s"].values()), 2), round(sum(r["in_function_cpu_s"].values()), 2),
+              round(r["execution_s"] - sum(r["in_function_s"].values()), 2),
               r["retries"], r["rows"], r["served_after_s"], r["version"]] for r in runs],
             note="retried tasks: task attempts that failed and were retried (e.g. an execution environment stopped "
                  "mid-invoke); such a run includes the lost attempt",

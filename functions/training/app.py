@@ -270,7 +270,7 @@ def handler(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
     run = state.get("run")
     if not isinstance(run, dict):
         raise InvalidRequest("state.run must be an object (the state machine's Init state sets it)")
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     logger.info("step %s start run_id=%s", step, run.get("run_id"))
     try:
         out = STEPS[step](run, request)
@@ -281,8 +281,10 @@ def handler(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
             logger.warning("step %s transient failure: %s", step, e)
             raise TransientError(f"{step}: {type(e).__name__}: {e}") from e
         raise
-    seconds = round(time.perf_counter() - t0, 3)
-    logger.info("step %s done in %.3f s run_id=%s", step, seconds, run.get("run_id"))
-    timings = dict(out.get("step_seconds") or run.get("step_seconds") or {})
-    timings[step] = seconds
-    return {**state, "run": {**out, "step_seconds": timings}}
+    seconds, cpu = round(time.perf_counter() - t0, 3), round(time.process_time() - c0, 3)
+    logger.info("step %s done in %.3f s (%.3f CPU s) run_id=%s", step, seconds, cpu, run.get("run_id"))
+    # wall and CPU seconds per step: CPU time (all threads) does not grow with other load on
+    # the machine, so it tells what a step costs where wall time only tells what it took
+    timings = {**(run.get("step_seconds") or {}), **(out.get("step_seconds") or {}), step: seconds}
+    cpu_timings = {**(run.get("step_cpu_seconds") or {}), **(out.get("step_cpu_seconds") or {}), step: cpu}
+    return {**state, "run": {**out, "step_seconds": timings, "step_cpu_seconds": cpu_timings}}

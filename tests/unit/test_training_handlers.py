@@ -183,7 +183,8 @@ def test_each_step_keeps_the_request_and_replaces_run(s3: FakeS3, pipeline: dict
     st = app.handler({"step": "train", "state": st})
     assert pipeline["train"][0][1]["params"] == {"factors": 8}
     assert st["run"]["candidate_version"] == V1
-    assert set(st["run"]["step_seconds"]) == {"extract", "train"}
+    assert set(st["run"]["step_seconds"]) == set(st["run"]["step_cpu_seconds"]) == {"extract", "train"}
+    assert all(v >= 0 for v in st["run"]["step_cpu_seconds"].values())
 
     st = app.handler({"step": "evaluate", "state": st})
     assert st["run"]["promote"] is True  # normalised to a JSON boolean for the Choice state
