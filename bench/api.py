@@ -335,7 +335,7 @@ def run(quick: bool) -> dict:
     users = [int(u) for (u,) in ch.query(
         "SELECT user_id FROM ratings GROUP BY user_id ORDER BY cityHash64(user_id) LIMIT 300").result_rows]
     movies = [int(i["movie_id"]) for i in _session().get(
-        api + "/recommendations", params={"user_id": 1_999_999_999, "k": 100}, timeout=60).json()["items"]]
+        api + "/recommendations", params={"user_id": 2_147_483_002, "k": 100}, timeout=60).json()["items"]]
     figures: list[dict] = []
     params: dict[str, Any] = {"api": api, "model_version": model_version}
     for part in (lambda: api_latency(api, users, quick),

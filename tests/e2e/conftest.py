@@ -86,7 +86,7 @@ def model_version(api, http) -> str:
 @pytest.fixture(scope="session")
 def popular(api, http, model_version) -> list[int]:
     """The popular list as served to a user without any signal."""
-    r = http.get(f"{api}/recommendations", params={"user_id": 2_000_000_000, "k": 50}, timeout=30)
+    r = http.get(f"{api}/recommendations", params={"user_id": 2_147_483_000, "k": 50}, timeout=30)
     assert r.status_code == 200, r.text
     assert r.json()["strategy"] == "popular"
     return [i["movie_id"] for i in r.json()["items"]]

@@ -44,7 +44,7 @@ def test_default_k_is_10(api, http, known_user, model_version):
 
 
 def test_user_without_signal_gets_popular(api, http, popular):
-    r = http.get(f"{api}/recommendations", params={"user_id": 1_999_999_999, "k": 10}, timeout=30)
+    r = http.get(f"{api}/recommendations", params={"user_id": 2_147_483_001, "k": 10}, timeout=30)
     assert r.json()["strategy"] == "popular"
     assert [i["movie_id"] for i in r.json()["items"]] == popular[:10]
 
