@@ -5,8 +5,8 @@
 #   - .movierecs/venvs/frontend: Python 3.11 venv from infra/requirements/frontend.txt (Reflex)
 #   - frontend/node_modules: bun from the npm registry (`npm ci`), so Reflex never downloads it
 #   - /usr/bin/chromium (Debian) for the browser tests (tests/e2e/test_frontend.py)
-#   - frontend/.web: Reflex's compiled app and its JS packages (a warm-up export, so that
-#     serve.sh only recompiles and rebuilds)
+#   - frontend/.web: Reflex's compiled app and its JS packages (a warm-up export on a fresh
+#     checkout, so that serve.sh only recompiles and rebuilds)
 set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 ROOT="$(dirname "$HERE")"
@@ -53,11 +53,10 @@ if [[ ! -x /usr/bin/chromium ]]; then
     fi
 fi
 
-# 4. Warm Reflex's frontend build (JS packages via bun), keyed on the app's sources.
-# (reflex.lock/package.json by content, not layout: Reflex rewrites it, sometimes re-indented.)
-pkg="$("$VENV/bin/python" -c 'import json,sys; print(json.dumps(json.load(open(sys.argv[1])), sort_keys=True))' "$HERE/reflex.lock/package.json")"
-want="$( (cd "$HERE" && cat rxconfig.py reflex.lock/bun.lock movierecs_web/*.py "$REQ" package-lock.json; echo "$pkg") | sha256sum | cut -d' ' -f1)"
-if ! stamp_ok "$HERE/.web/.movierecs-stamp" "$want"; then
+# 4. Warm Reflex's frontend (its JS packages via bun, into frontend/.web) on a fresh checkout
+#    only. Later builds are serve.sh's job (`reflex run --env prod` compiles and builds at every
+#    start): rebuilding .web here would swap the bundle under a running server.
+if [[ ! -f "$HERE/.web/.movierecs-warm" ]]; then
     say "warming the Reflex build (reflex export --frontend-only)"
     (
         cd "$HERE"
@@ -74,6 +73,6 @@ if ! stamp_ok "$HERE/.web/.movierecs-stamp" "$want"; then
     ) >>"$LOG" 2>&1 || { tail -30 "$LOG" >&2; exit 1; }
     # reflex export can report a problem and still exit 0: check that it built.
     [[ -f "$HERE/.web/build/client/index.html" ]] || { echo "reflex export built nothing:" >&2; tail -30 "$LOG" >&2; exit 1; }
-    echo "$want" >"$HERE/.web/.movierecs-stamp"
+    date -u +%FT%TZ >"$HERE/.web/.movierecs-warm"
 fi
 say "ready"
