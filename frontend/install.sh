@@ -8,6 +8,10 @@
 #   - frontend/.web: Reflex's compiled app and its JS packages (a warm-up export on a fresh
 #     checkout, so that serve.sh only recompiles and rebuilds)
 set -euo pipefail
+if [[ "${1:-}" == "-h" || "${1:-}" == "--help" ]]; then
+    sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | grep '^#' | sed 's/^# \{0,1\}//'
+    exit 0
+fi
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 ROOT="$(dirname "$HERE")"
 VENV="$ROOT/.movierecs/venvs/frontend"

@@ -6,6 +6,10 @@
 # Env: MOVIERECS_API_URL (API Gateway base URL), MOVIERECS_FRONTEND_PORT (default 13000),
 #      MOVIERECS_ADMIN_API_KEY (used only by the Reflex backend, never sent to the browser).
 set -euo pipefail
+if [[ "${1:-}" == "-h" || "${1:-}" == "--help" ]]; then
+    sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | grep '^#' | sed 's/^# \{0,1\}//'
+    exit 0
+fi
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 ROOT="$(dirname "$HERE")"
 VENV="$ROOT/.movierecs/venvs/frontend"
