@@ -449,20 +449,26 @@ def execute(cfg: LoadConfig, clickhouse_url: str | None, drain_timeout: float = 
     return out, stored, missing
 
 
+def measure(cfg: LoadConfig, clickhouse_url: str | None, drain_timeout: float) -> dict:
+    """Run the load and return the protocol's result dict (figures, params, notes)."""
+    out, stored, missing = execute(cfg, clickhouse_url, drain_timeout=drain_timeout)
+    get_errors = sum(out.errors.values())
+    notes = (f"Errors: {get_errors} GET, {sum(out.like_errors.values())} POST /likes, "
+             f"{len(missing)} acknowledged likes missing from ClickHouse after a {drain_timeout:.0f} s wait. "
+             f"Zero of each is expected.")
+    params = {"requests": cfg.requests, "concurrency": cfg.concurrency, "like_rate": cfg.like_rate,
+              "time_limit_s": cfg.time_limit, "mix_known_new_popular": list(cfg.mix), "k": cfg.k,
+              "new_users": cfg.new_users, "event_prefix": out.event_prefix, "api": cfg.api}
+    return {"figures": figures(cfg, out, stored, missing), "params": params, "notes": notes}
+
+
 def run(quick: bool) -> dict:
     """Benchmark protocol entry (see bench/harness.py)."""
     ep = harness.endpoints()
     cfg = LoadConfig(api=ep["api"])
     if quick:
         cfg.requests, cfg.like_rate, cfg.time_limit, cfg.new_users = 2_000, 20.0, 180.0, 40
-    out, stored, missing = execute(cfg, ep.get("clickhouse"), drain_timeout=90.0 if quick else 180.0)
-    get_errors = sum(out.errors.values())
-    notes = (f"Errors: {get_errors} GET, {sum(out.like_errors.values())} POST /likes, "
-             f"{len(missing)} acknowledged likes missing from ClickHouse. Zero of each is expected.")
-    params = {"requests": cfg.requests, "concurrency": cfg.concurrency, "like_rate": cfg.like_rate,
-              "time_limit_s": cfg.time_limit, "mix_known_new_popular": list(cfg.mix), "k": cfg.k,
-              "new_users": cfg.new_users, "event_prefix": out.event_prefix, "api": cfg.api}
-    return {"figures": figures(cfg, out, stored, missing), "params": params, "notes": notes}
+    return measure(cfg, ep.get("clickhouse"), drain_timeout=90.0 if quick else 180.0)
 
 
 def main() -> int:
@@ -488,10 +494,7 @@ def main() -> int:
     started = harness.utc_now()
     t0 = time.perf_counter()
     try:
-        out, stored, missing = execute(cfg, ep.get("clickhouse"))
-        res = {"figures": figures(cfg, out, stored, missing),
-               "params": {"requests": cfg.requests, "concurrency": cfg.concurrency, "like_rate": cfg.like_rate,
-                          "event_prefix": out.event_prefix}}
+        res = measure(cfg, ep.get("clickhouse"), drain_timeout=90.0 if args.quick else 180.0)
         env = harness.envelope("load", status="ok", command=command.strip(), started_at=started,
                                duration_s=time.perf_counter() - t0, quick=args.quick, result=res)
     except Exception as e:  # noqa: BLE001

@@ -29,6 +29,7 @@ TITLES = {
     "retrain": "Retraining workflow: duration and model quality per version",
     "frontend": "Frontend",
     "load": "Load test: 20,000 GET /recommendations at concurrency 16 with a like stream",
+    "load_shared": "Load test on the shared development stack (busy, backlogged topic)",
 }
 
 STATUS_MARK = {"ok": "ok", "failed": "**FAILED**", "missing": "**missing**", "timeout": "**TIMEOUT**",
