@@ -346,7 +346,10 @@ def key_numbers(everything: dict) -> str:
             u = fig.get("unit", "")
             parts = []
             for name, ys in fig["series"].items():
-                parts.append(f"{name}: " + ", ".join(f"{fmt(x)} -> {fmt(y, u)}" for x, y in zip(fig["x"], ys)))
+                pts = list(zip(fig["x"], ys))
+                if len(pts) > 6:  # a long curve: its ends say enough here; the plot has the rest
+                    pts = [pts[0], pts[-1]]
+                parts.append(f"{name}: " + ", ".join(f"{fmt(x)} -> {fmt(y, u)}" for x, y in pts))
             rows.append([what, "; ".join(parts), src, date])
         elif fig["kind"] == "scalars":
             rows.append([what, "; ".join(f"{k}: {fmt(v.get('value'), v.get('unit', ''))}" for k, v in fig["values"].items()),
