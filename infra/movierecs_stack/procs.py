@@ -257,7 +257,10 @@ def stop(t: Tracked, *, first_signal: int = signal.SIGTERM, timeout: float = 20.
     for p in left:
         _signal(p, signal.SIGKILL)
     _signal_group(t.pid, signal.SIGKILL)
-    time.sleep(0.2)
+    # the kernel may take seconds to tear down a large process on a loaded machine
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline and (t.running() or any(alive(p) for p in left)):
+        time.sleep(0.1)
     return not t.running()
 
 

@@ -117,6 +117,7 @@ class Service:
     ready: Callable[[Ctx], bool]
     setup: Callable[[Ctx], None] = lambda ctx: None
     stop_signal: int = 15
+    stop_timeout: float = 20.0  # grace before SIGKILL
     ready_timeout: float = 60.0
     depends_on: tuple[str, ...] = ()
     enabled: Callable[[Ctx], bool] = lambda ctx: True
@@ -439,7 +440,7 @@ POSTGRES = Service("postgres", "postgres", "PostgreSQL", _pg_start, _pg_ready, _
 CLICKHOUSE = Service("clickhouse", "clickhouse", "ClickHouse HTTP (chDB)", _ch_start, _ch_ready, _ch_setup,
                      ready_timeout=60, fingerprint=_ch_fp)
 LOCALSTACK = Service("localstack", "localstack", "LocalStack", _ls_start, _ls_ready, ready_timeout=90,
-                     fingerprint=_ls_fp)
+                     fingerprint=_ls_fp, stop_timeout=40)
 KAFKA = Service("kafka", "kafka", "Kafka (Tansu)", _tansu_start, _tansu_ready, _tansu_setup, ready_timeout=30,
                 depends_on=("localstack",))
 FRONTEND = Service("frontend", "frontend", "Frontend (Reflex)", _fe_start, _fe_ready, ready_timeout=600,

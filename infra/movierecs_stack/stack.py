@@ -162,13 +162,14 @@ class Stack:
         svc.setup(self.ctx)
         say(f"{svc.name}: started (pid {proc.pid}, port {port}) in {time.monotonic() - t0:.1f}s")
 
-    def stop_service(self, svc_or_name: Service | str, timeout: float = 20.0) -> bool:
+    def stop_service(self, svc_or_name: Service | str, timeout: float | None = None) -> bool:
         name = svc_or_name if isinstance(svc_or_name, str) else svc_or_name.name
         svc = self.service(name)
         t = self.pids.read(name)
         ok = True
         if t is not None:
-            ok = procs.stop(t, first_signal=svc.stop_signal if svc else 15, timeout=timeout)
+            grace = timeout if timeout is not None else (svc.stop_timeout if svc else 20.0)
+            ok = procs.stop(t, first_signal=svc.stop_signal if svc else 15, timeout=grace)
         if ok:
             self.pids.remove(name)
         return ok
