@@ -9,7 +9,6 @@ stopped again, so no half-started stack is left behind.
 """
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import subprocess
@@ -20,7 +19,7 @@ from pathlib import Path
 
 from . import procs
 from .config import HOST, PORTS, Layout
-from .deploy import DeployError, deploy
+from .deploy import deploy
 from .endpoints import admin_api_key, build_endpoints, read_endpoints, write_endpoints
 from .services import BACKING, FRONTEND, Ctx, Service, ServiceError, http_get, kafka_topics, pg_connect
 
