@@ -281,7 +281,10 @@ def headline(everything: dict, img_dir: Path, written: set[Path]) -> list[str]:
             f, env = got
             envs.append(env)
             for k, s in f["series"].items():
-                series[f"{prefix}: {k}"] = s
+                label = f"{prefix}: {k}"
+                if prefix == "in-process" and "rectools" in k.lower():
+                    label = f"seed serving path, in process: {k}"
+                series[label] = s
     combined = {"id": "headline", "kind": "distribution", "unit": "ms", "baseline": None,
                 "title": "GET /recommendations end to end, the no-op function, the seed's serving path",
                 "series": series}
