@@ -170,8 +170,8 @@ class RecState(rx.State):
         self.user_id = user_id
         yield
         # Cards first, then likes and similar movies: recommendations never contain a liked
-        # movie, so the cards do not need the likes; and asking for both at once was measured
-        # to slow the recommendations down (the local API serves one call at a time per function).
+        # movie, so the cards do not need the likes, and the likes call cannot compete with the
+        # recommendations call for the API's (few, local) function workers.
         try:
             recs = await asyncio.to_thread(api.recommendations, user_id, k)
         except api.ApiError as exc:
