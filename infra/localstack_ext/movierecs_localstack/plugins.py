@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from localstack.runtime import hooks as runtime_hooks
 from localstack.services.lambda_ import hooks as lambda_hooks
 from localstack.services.lambda_.invocation.plugins import RuntimeExecutorPlugin
 
@@ -37,3 +38,11 @@ def movierecs_kafka_defaults(defaults: dict, request: dict, service: str) -> Non
     from movierecs_localstack.kafka_poller import set_defaults_hook
 
     set_defaults_hook(defaults, request, service)
+
+
+@runtime_hooks.on_runtime_create()
+def movierecs_bind_gateway_to_loopback() -> None:
+    """Bind the gateway to GATEWAY_LISTEN's host (127.0.0.1), not every interface."""
+    from movierecs_localstack.loopback import bind_gateway_to_configured_host
+
+    bind_gateway_to_configured_host()
