@@ -37,6 +37,8 @@ def extract_frame(ch_client, database: str = "movierecs") -> pd.DataFrame:
             f"SELECT user_id, movie_id, max(ts) AS ts FROM {database}.likes FINAL GROUP BY user_id, movie_id")
     except Exception as e:  # no likes table yet: ratings alone
         log.warning("no likes read from ClickHouse (%s); training on ratings only", str(e).splitlines()[0][:200])
+        lk = pd.DataFrame()
+    if lk.empty:  # an empty result may come back without columns (chDB's Native output)
         lk = pd.DataFrame({"user_id": [], "movie_id": [], "ts": pd.to_datetime([], utc=True)})
     ri = ratings_to_interactions(r.assign(ts=pd.to_datetime(r["ts"], utc=True)), "binary")
     ri["rating"] = r["rating"].to_numpy(np.int16)
