@@ -298,6 +298,13 @@ def localstack_env(ctx: Ctx) -> dict[str, str]:
         "MOVIERECS_LAMBDA_PYTHON": str(ctx.layout.project_python),
         "MOVIERECS_MSK_BOOTSTRAP": ctx.kafka_bootstrap,
         "MOVIERECS_ROOT": str(ctx.layout.root),
+        # Twisted gateway thread pool (default 1000): it grows to the peak number of requests
+        # in flight and never shrinks. Tansu's conditional-PUT retry storms on its meta.json
+        # (hundreds of requests waiting on one S3 key lock) grew it to the full 1000 threads.
+        # 200 is far above what the app needs (bench.load: <= 80 clients; a Lambda holding a
+        # request while its handler calls back through the gateway needs 2): excess requests
+        # queue instead of spawning threads.
+        "GATEWAY_WORKER_COUNT": "200",
     }
     return env
 
@@ -422,7 +429,8 @@ def _ch_fp(ctx: Ctx) -> str:
 def _ls_fp(ctx: Ctx) -> str:
     """The extension's code and LocalStack's environment: LocalStack loads plugins only at start."""
     env = localstack_env(ctx)
-    keys = ("GATEWAY_LISTEN", "SERVICES", "LAMBDA_RUNTIME_EXECUTOR", "MOVIERECS_LAMBDA_PYTHON", "MOVIERECS_MSK_BOOTSTRAP")
+    keys = ("GATEWAY_LISTEN", "SERVICES", "LAMBDA_RUNTIME_EXECUTOR", "MOVIERECS_LAMBDA_PYTHON", "MOVIERECS_MSK_BOOTSTRAP",
+            "GATEWAY_WORKER_COUNT")
     return files_digest(ctx.layout.root / "infra" / "localstack_ext",
                         ctx.layout.root / "infra" / "requirements" / "localstack.txt",
                         extra=json.dumps({k: env.get(k) for k in keys}))

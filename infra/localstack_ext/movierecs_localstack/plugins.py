@@ -46,3 +46,11 @@ def movierecs_bind_gateway_to_loopback() -> None:
     from movierecs_localstack.loopback import bind_gateway_to_configured_host
 
     bind_gateway_to_configured_host()
+
+
+@runtime_hooks.on_runtime_create()
+def movierecs_release_finished_threads() -> None:
+    """Let finished threads go (LocalStack's TMP_THREADS pins their stacks on Python 3.13)."""
+    from movierecs_localstack.threads import release_finished_threads
+
+    release_finished_threads()
