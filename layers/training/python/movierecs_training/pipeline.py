@@ -117,7 +117,7 @@ def evaluate_candidate(candidate_dir: str | Path, current_dir: str | Path | None
 def _decide(raw: pd.DataFrame, cand_manifest: dict, cur_manifest: dict | None, tolerance: float) -> dict[str, Any]:
     cm = recipe_metrics(raw, _params_of(cand_manifest))
     out: dict[str, Any] = {"candidate_version": cand_manifest["version"], "candidate_metrics": cm, "tolerance": tolerance,
-                           "decided_by": "map@10 of iALS on warm users, time split (last 10 % of interaction time held out)"}
+                           "decided_by": "map@10 of iALS on warm users, time split (the latest 10 % of the interactions held out)"}
     if cur_manifest is None:
         out.update(current_version=None, current_metrics=None, promote=True, reason="no model is promoted yet")
         return out
