@@ -12,8 +12,8 @@ its ``Thread`` object (its handle) is freed. A ``Thread`` kept in ``TMP_THREADS`
 keeps its 8 MiB stack mapping, its guard page and its touched pages forever: measured on the
 shared stack after an hour of tests and load, 32,364 such stacks (64,728 of the process's
 65,530 allowed memory maps, ``vm.max_map_count``) for 577 live threads; then every new
-thread fails with ``RuntimeError: can't start new thread`` (Lambda invocations fail, API
-Gateway answers 502) and RSS is in the GBs.
+thread fails with ``RuntimeError: can't start new thread`` (Lambda invocations fail; another
+instance that died this way had ~10 GB RSS and its API Gateway answered 502).
 
 The fix keeps the list's purpose (stop *live* threads at exit) and drops finished threads
 whenever a new one is registered, so the list stays as long as the number of live threads.
