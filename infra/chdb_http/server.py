@@ -77,6 +77,9 @@ class Handler(BaseHTTPRequestHandler):
 
     protocol_version = "HTTP/1.1"
     server_version = "chdb-http"
+    # Idle keep-alive connections are closed after 10 s, as ClickHouse's keep_alive_timeout does:
+    # each open connection holds a thread, and Lambda worker processes keep pools open.
+    timeout = 10
     server: _Server
 
     def log_message(self, fmt: str, *args) -> None:  # route access logs to logging, quietly
@@ -86,7 +89,7 @@ class Handler(BaseHTTPRequestHandler):
     def _send(self, status: int, body: bytes, headers: dict[str, str] | None = None) -> None:
         lines = [f"HTTP/1.1 {status} {self.responses.get(status, ('',))[0]}"]
         hdrs = {"Content-Type": "text/plain; charset=UTF-8", "Content-Length": str(len(body)),
-                "X-ClickHouse-Server-Display-Name": "chdb-http", "Keep-Alive": "timeout=30",
+                "X-ClickHouse-Server-Display-Name": "chdb-http", "Keep-Alive": "timeout=10",
                 "Connection": "Keep-Alive"}
         hdrs.update(headers or {})
         lines += [f"{k}: {v}" for k, v in hdrs.items()]
