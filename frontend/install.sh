@@ -28,10 +28,10 @@ if [[ ! -x "$VENV/bin/python" ]]; then
     say "creating $VENV"
     "$PYTHON" -m venv "$VENV"
 fi
-want="$(sha256sum "$REQ" | cut -d' ' -f1)"
+want="$(cat "$REQ" "${REQ%.txt}.lock" | sha256sum | cut -d' ' -f1)"
 if ! stamp_ok "$VENV/.requirements.sha256" "$want"; then
     say "pip install -r infra/requirements/frontend.txt (log: $LOG)"
-    "$VENV/bin/pip" install -q -r "$REQ" >>"$LOG" 2>&1 || { tail -20 "$LOG" >&2; exit 1; }
+    "$VENV/bin/pip" install -q -r "$REQ" -c "${REQ%.txt}.lock" >>"$LOG" 2>&1 || { tail -20 "$LOG" >&2; exit 1; }
     echo "$want" >"$VENV/.requirements.sha256"
 fi
 

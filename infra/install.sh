@@ -66,21 +66,21 @@ PY313="$(find_python 3.13)"
   die "Python 3.13 not found: LocalStack 2026.3.0 needs it. Install it with 'pyenv install 3.13' (pyenv root: $(pyenv root 2>/dev/null || echo 'pyenv missing')) and re-run."
 
 # --- project venv (Python 3.11) ------------------------------------------------------------------
-H="$(inputs_hash infra/requirements/project.txt)"
+H="$(inputs_hash infra/requirements/project.txt infra/requirements/project.lock)"
 if ! stamp_ok project "$H"; then
   make_venv .venv "${PY311:-}"
   say "installing infra/requirements/project.txt into .venv"
-  pip_into .venv project -r infra/requirements/project.txt
+  pip_into .venv project -r infra/requirements/project.txt -c infra/requirements/project.lock
   stamp_write project "$H"
 fi
 
 # --- LocalStack venv (Python 3.13) + the project's LocalStack extension -------------------------
 EXT=infra/localstack_ext
-H="$(inputs_hash infra/requirements/localstack.txt "$EXT/pyproject.toml")"
+H="$(inputs_hash infra/requirements/localstack.txt infra/requirements/localstack.lock "$EXT/pyproject.toml")"
 if ! stamp_ok localstack "$H"; then
   make_venv "$STATE/venvs/localstack" "${PY313:-}"
   say "installing LocalStack (infra/requirements/localstack.txt)"
-  pip_into "$STATE/venvs/localstack" localstack -r infra/requirements/localstack.txt
+  pip_into "$STATE/venvs/localstack" localstack -r infra/requirements/localstack.txt -c infra/requirements/localstack.lock
   if [ -f "$EXT/pyproject.toml" ]; then
     say "installing $EXT (editable) into the LocalStack venv"
     pip_into "$STATE/venvs/localstack" localstack -e "$EXT"
@@ -91,11 +91,11 @@ if ! stamp_ok localstack "$H"; then
 fi
 
 # --- SAM CLI venv ----------------------------------------------------------------------------------
-H="$(inputs_hash infra/requirements/sam.txt)"
+H="$(inputs_hash infra/requirements/sam.txt infra/requirements/sam.lock)"
 if ! stamp_ok sam "$H"; then
   make_venv "$STATE/venvs/sam" "${PY311:-$PY313}"
   say "installing aws-sam-cli and samlocal"
-  pip_into "$STATE/venvs/sam" sam -r infra/requirements/sam.txt
+  pip_into "$STATE/venvs/sam" sam -r infra/requirements/sam.txt -c infra/requirements/sam.lock
   stamp_write sam "$H"
 fi
 
