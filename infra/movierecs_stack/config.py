@@ -13,6 +13,7 @@ PORTS: dict[str, tuple[int, str]] = {
     "clickhouse": (18123, "MOVIERECS_CLICKHOUSE_PORT"),
     "localstack": (4566, "MOVIERECS_LOCALSTACK_PORT"),
     "kafka": (19092, "MOVIERECS_KAFKA_PORT"),
+    "kafka_s3": (19000, "MOVIERECS_KAFKA_S3_PORT"),  # s3lite: Tansu's durable storage
     "frontend": (13000, "MOVIERECS_FRONTEND_PORT"),
 }
 

@@ -329,6 +329,35 @@ def _ls_ready(ctx: Ctx) -> bool:
         return False
 
 
+# --- s3lite (Tansu's storage) -------------------------------------------------------------------------
+# Tansu's s3:// engine makes one conditional PUT per produced batch plus a watermark update,
+# and lists a partition's records on every fetch. LocalStack's S3 collapsed under that (412
+# storms, listings slowing as objects pile up) and forgot everything when it restarted, so
+# Tansu gets its own small disk-backed S3 server (infra/s3lite) in .movierecs/data/kafka.
+def s3lite_url(ctx: Ctx) -> str:
+    return f"http://{HOST}:{ctx.port('kafka_s3')}"
+
+
+def _s3lite_start(ctx: Ctx) -> subprocess.Popen:
+    data = ctx.layout.data / "kafka"
+    data.mkdir(parents=True, exist_ok=True)
+    env = ctx.base_env() | {"PYTHONPATH": str(ctx.layout.root / "infra")}
+    argv = [str(ctx.layout.project_python), "-m", "s3lite", "--port", str(ctx.port("kafka_s3")),
+            "--data-dir", str(data)]
+    return procs.spawn(argv, log=ctx.layout.logs / "s3lite.log", env=env, cwd=ctx.layout.root)
+
+
+def _s3lite_ready(ctx: Ctx) -> bool:
+    return http_get(s3lite_url(ctx) + "/", 1.0)[0] == 200
+
+
+def _s3lite_setup(ctx: Ctx) -> None:
+    req = urllib.request.Request(f"{s3lite_url(ctx)}/{TANSU_BUCKET}", method="PUT")  # CreateBucket, idempotent
+    with urllib.request.urlopen(req, timeout=5.0) as r:  # noqa: S310 - loopback only
+        if r.status != 200:
+            raise ServiceError(f"s3lite did not create bucket {TANSU_BUCKET!r}: HTTP {r.status}")
+
+
 # --- Tansu (Kafka) ------------------------------------------------------------------------------------
 def ensure_bucket(ctx: Ctx, bucket: str) -> None:
     s3 = ctx.s3()
@@ -338,14 +367,21 @@ def ensure_bucket(ctx: Ctx, bucket: str) -> None:
         s3.create_bucket(Bucket=bucket)
 
 
+def tansu_env(ctx: Ctx) -> dict[str, str]:
+    return ctx.base_env() | AWS_ENV | {"AWS_ENDPOINT": s3lite_url(ctx), "AWS_ALLOW_HTTP": "true",
+                                       "RUST_LOG": ctx.env.get("RUST_LOG", "warn")}
+
+
 def _tansu_start(ctx: Ctx) -> subprocess.Popen:
-    ensure_bucket(ctx, TANSU_BUCKET)
     url = f"tcp://{HOST}:{ctx.port('kafka')}"
-    env = ctx.base_env() | AWS_ENV | {"AWS_ENDPOINT": ctx.localstack_url, "AWS_ALLOW_HTTP": "true",
-                                      "RUST_LOG": ctx.env.get("RUST_LOG", "warn")}
     argv = [str(ctx.layout.tansu), "broker", "--listener-url", url, "--advertised-listener-url", url,
             "--storage-engine", f"s3://{TANSU_BUCKET}/"]
-    return procs.spawn(argv, log=ctx.layout.logs / "kafka.log", env=env, cwd=ctx.layout.state)
+    return procs.spawn(argv, log=ctx.layout.logs / "kafka.log", env=tansu_env(ctx), cwd=ctx.layout.state)
+
+
+def _tansu_fp(ctx: Ctx) -> str:
+    """Where its storage lives: a broker still on another endpoint (e.g. LocalStack's S3) is restarted."""
+    return files_digest(ctx.layout.tansu, extra=tansu_env(ctx)["AWS_ENDPOINT"] + f" s3://{TANSU_BUCKET}/")
 
 
 def kafka_topics(ctx: Ctx, timeout_ms: int = 5000) -> dict[str, int]:
@@ -449,12 +485,14 @@ CLICKHOUSE = Service("clickhouse", "clickhouse", "ClickHouse HTTP (chDB)", _ch_s
                      ready_timeout=60, fingerprint=_ch_fp)
 LOCALSTACK = Service("localstack", "localstack", "LocalStack", _ls_start, _ls_ready, ready_timeout=90,
                      fingerprint=_ls_fp, stop_timeout=40)
+S3LITE = Service("s3lite", "kafka_s3", "Kafka storage (s3lite)", _s3lite_start, _s3lite_ready, _s3lite_setup,
+                 ready_timeout=30, fingerprint=lambda ctx: files_digest(ctx.layout.root / "infra" / "s3lite"))
 KAFKA = Service("kafka", "kafka", "Kafka (Tansu)", _tansu_start, _tansu_ready, _tansu_setup, ready_timeout=30,
-                depends_on=("localstack",))
+                depends_on=("s3lite",), fingerprint=_tansu_fp)
 FRONTEND = Service("frontend", "frontend", "Frontend (Reflex)", _fe_start, _fe_ready, ready_timeout=600,
                    enabled=_fe_enabled, fingerprint=_fe_fp)
 
 # started in this order (the deploy runs between the backing services and the frontend)
-BACKING = (POSTGRES, CLICKHOUSE, LOCALSTACK, KAFKA)
+BACKING = (POSTGRES, CLICKHOUSE, LOCALSTACK, S3LITE, KAFKA)
 ALL = (*BACKING, FRONTEND)
 BY_NAME = {s.name: s for s in ALL}

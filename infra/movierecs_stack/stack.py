@@ -297,6 +297,9 @@ class Stack:
                 svcs = json.loads(body).get("services", {})
                 up = sum(1 for v in svcs.values() if v in ("running", "available"))
                 return True, f"/_localstack/health ok ({up} services available)"
+            if name == "s3lite":
+                st, _ = http_get(f"http://{HOST}:{c.port('kafka_s3')}/")
+                return st == 200, f"ListBuckets {st}"
             if name == "kafka":
                 topics = kafka_topics(c, 3000)
                 return True, "metadata ok; topics: " + (", ".join(f"{t}({p})" for t, p in sorted(topics.items())) or "-")
