@@ -52,9 +52,9 @@ def test_port_for_defaults_and_overrides():
 
 
 def free_ports_env(**override: int) -> dict[str, str]:
-    env = {var: str(free_port()) for var in ("MOVIERECS_POSTGRES_PORT", "MOVIERECS_CLICKHOUSE_PORT",
-                                             "MOVIERECS_LOCALSTACK_PORT", "MOVIERECS_KAFKA_PORT",
-                                             "MOVIERECS_FRONTEND_PORT")}
+    from movierecs_stack.config import PORTS
+
+    env = {var: str(free_port()) for _, var in PORTS.values()}  # every service, whatever the list holds
     env.update({k: str(v) for k, v in override.items()})
     return env
 
