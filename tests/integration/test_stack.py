@@ -122,9 +122,9 @@ def dummy(name: str, port_key: str, fail: bool = False) -> Service:
 
 @pytest.fixture
 def throwaway(tmp_path):
-    env = dict(os.environ, MOVIERECS_POSTGRES_PORT=str(free_port()), MOVIERECS_CLICKHOUSE_PORT=str(free_port()),
-               MOVIERECS_LOCALSTACK_PORT=str(free_port()), MOVIERECS_KAFKA_PORT=str(free_port()),
-               MOVIERECS_FRONTEND_PORT=str(free_port()))
+    from movierecs_stack.config import PORTS
+
+    env = dict(os.environ, **{var: str(free_port()) for _, var in PORTS.values()})
     ctx = Ctx(Layout(root=tmp_path), env)
     made: list[Stack] = []
 
