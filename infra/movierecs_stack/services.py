@@ -300,7 +300,7 @@ def localstack_env(ctx: Ctx) -> dict[str, str]:
         "MOVIERECS_ROOT": str(ctx.layout.root),
         # Twisted gateway thread pool (default 1000): it grows to the peak number of requests
         # in flight and never shrinks. Tansu's conditional-PUT retry storms on its meta.json
-        # (hundreds of requests waiting on one S3 key lock) grew it to the full 1000 threads.
+        # (while its storage was LocalStack's S3) grew it to the full 1000 threads.
         # 200 is far above what the app needs (bench.load: <= 80 clients; a Lambda holding a
         # request while its handler calls back through the gateway needs 2): excess requests
         # queue instead of spawning threads.
