@@ -67,39 +67,11 @@ def _ch(endpoints: dict):
 # --------------------------------------------------------------------------- latency through the API
 def latency(api: str, path_fn: Callable[[int], str], n: int, concurrency: int) -> tuple[list[float], int]:
     """n GETs at ``concurrency`` clients; returns (latencies ms of 200s, errors)."""
-    lat: list[float] = []
-    errors = 0
-    lock = threading.Lock()
-    counter = iter(range(n))
-    sessions = threading.local()
+    def factory() -> Callable[[int], bool]:
+        s = _session()
+        return lambda i: s.get(api + path_fn(i), timeout=30).status_code == 200
 
-    def worker() -> None:
-        nonlocal errors
-        s = getattr(sessions, "s", None) or _session()
-        sessions.s = s
-        while True:
-            with lock:
-                i = next(counter, None)
-            if i is None:
-                return
-            t0 = time.perf_counter()
-            try:
-                ok = s.get(api + path_fn(i), timeout=30).status_code == 200
-            except requests.RequestException:
-                ok = False
-            ms = (time.perf_counter() - t0) * 1000.0
-            with lock:
-                if ok:
-                    lat.append(ms)
-                else:
-                    errors += 1
-
-    threads = [threading.Thread(target=worker) for _ in range(concurrency)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    return lat, errors
+    return harness.concurrent_latency(factory, n, concurrency)
 
 
 def api_latency(api: str, users: list[int], quick: bool) -> tuple[list[dict], dict]:

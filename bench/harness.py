@@ -117,6 +117,52 @@ def time_calls(fn: Callable[[], Any], n: int, warmup: int = 3) -> list[float]:
     return out
 
 
+def concurrent_latency(call_factory: Callable[[], Callable[[int], bool]], n: int, concurrency: int,
+                       warmup: int = 0) -> tuple[list[float], int]:
+    """n calls spread over ``concurrency`` threads (a closed loop: each thread sends its next call
+    when the last one answered). ``call_factory`` runs once per thread and returns that thread's
+    ``call(i) -> ok`` (its own client or session); ``warmup`` calls per thread are not counted.
+    Returns (latencies in ms of the successful calls, error count); an exception is an error."""
+    import threading
+
+    lat: list[float] = []
+    errors = 0
+    lock = threading.Lock()
+    counter = iter(range(n))
+
+    def worker() -> None:
+        nonlocal errors
+        call = call_factory()
+        for _ in range(warmup):
+            try:
+                call(-1)
+            except Exception:  # noqa: BLE001 - a lasting failure is counted below
+                pass
+        while True:
+            with lock:
+                i = next(counter, None)
+            if i is None:
+                return
+            t0 = time.perf_counter()
+            try:
+                ok = call(i)
+            except Exception:  # noqa: BLE001 - an error is a counted result
+                ok = False
+            ms = (time.perf_counter() - t0) * 1000.0
+            with lock:
+                if ok:
+                    lat.append(ms)
+                else:
+                    errors += 1
+
+    threads = [threading.Thread(target=worker) for _ in range(concurrency)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return lat, errors
+
+
 def peak_rss_mb() -> float:
     """Peak resident memory of this process so far (Linux ru_maxrss is in KiB)."""
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0

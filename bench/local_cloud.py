@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import json
 import os
-import threading
 import time
 import uuid
 from typing import Any, Callable
@@ -142,60 +141,18 @@ def deploy(gateway: str) -> dict[str, str]:
 
 
 # --------------------------------------------------------------------------- latency
-def concurrent_latency(call_factory: Callable[[], Callable[[], bool]], n: int,
-                       concurrency: int) -> tuple[list[float], int]:
-    """n calls spread over ``concurrency`` threads, each with its own client (session);
-    returns (latencies ms of successful calls, error count)."""
-    lat: list[float] = []
-    errors = 0
-    lock = threading.Lock()
-    counter = iter(range(n))
-
-    def worker() -> None:
-        nonlocal errors
-        call = call_factory()
-        for _ in range(3):  # warm this thread's connection
-            try:
-                call()
-            except Exception:  # noqa: BLE001 - counted below if it persists
-                pass
-        while True:
-            with lock:
-                i = next(counter, None)
-            if i is None:
-                return
-            t0 = time.perf_counter()
-            try:
-                ok = call()
-            except Exception:  # noqa: BLE001 - an error is a counted result
-                ok = False
-            ms = (time.perf_counter() - t0) * 1000.0
-            with lock:
-                if ok:
-                    lat.append(ms)
-                else:
-                    errors += 1
-
-    threads = [threading.Thread(target=worker) for _ in range(concurrency)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    return lat, errors
-
-
-def _http_get(url: str) -> Callable[[], Callable[[], bool]]:
-    def factory() -> Callable[[], bool]:
+def _http_get(url: str) -> Callable[[], Callable[[int], bool]]:
+    def factory() -> Callable[[int], bool]:
         s = requests.Session()
-        return lambda: s.get(url, timeout=30).status_code == 200
+        return lambda _i: s.get(url, timeout=30).status_code == 200
     return factory
 
 
-def _invoke(gateway: str, function: str) -> Callable[[], Callable[[], bool]]:
-    def factory() -> Callable[[], bool]:
+def _invoke(gateway: str, function: str) -> Callable[[], Callable[[int], bool]]:
+    def factory() -> Callable[[int], bool]:
         lam = _client(gateway, "lambda")
 
-        def call() -> bool:
+        def call(_i: int) -> bool:
             resp = lam.invoke(FunctionName=function, Payload=b"{}")
             resp["Payload"].read()
             return resp["StatusCode"] == 200 and "FunctionError" not in resp
@@ -216,7 +173,7 @@ def api_latency(gateway: str, out: dict[str, str], quick: bool) -> tuple[list[di
         for label, factory in (("API Gateway + no-op Lambda", _http_get(api_url)),
                                ("direct lambda.invoke", _invoke(gateway, out["NoopFunctionName"])),
                                ("GET /_localstack/health", _http_get(health))):
-            lat, err = concurrent_latency(factory, n, conc)
+            lat, err = harness.concurrent_latency(factory, n, conc, warmup=3)
             series[label], errors[label] = lat, err
         p50 = harness.summarize(series["API Gateway + no-op Lambda"])["p50"]
         p50s[conc] = p50

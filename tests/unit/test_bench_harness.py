@@ -71,3 +71,24 @@ def test_report_renders_tables_plots_and_statuses(tmp_path):
     assert "Not measured in this run" in md and "not measured" in md  # the None point
     assert (tmp_path / "img" / "bench-api-recommend-latency.png").stat().st_size > 1000
     assert (tmp_path / "img" / "bench-api-train-time.png").exists()
+
+
+def test_concurrent_latency_counts_each_call_once_and_errors_apart():
+    from bench import harness
+
+    calls: list[int] = []
+
+    def factory():
+        def call(i: int) -> bool:
+            if i >= 0:
+                calls.append(i)
+            if i == 7:
+                raise RuntimeError("boom")
+            return i % 10 != 3
+
+        return call
+
+    lat, errors = harness.concurrent_latency(factory, 50, 4, warmup=2)
+    assert sorted(calls) == list(range(50))
+    assert errors == 5 + 1  # i % 10 == 3 five times, plus the exception
+    assert len(lat) == 44 and all(ms >= 0 for ms in lat)
