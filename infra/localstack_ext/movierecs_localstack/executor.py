@@ -307,25 +307,16 @@ class ProcessRuntimeExecutor(RuntimeExecutor):
                 if kind not in (KIND_RESPONSE, KIND_ERROR):
                     is_error, body = True, b'{"errorType":"Runtime.Unknown"}'
             elif outcome == "timeout":
-                self._needs_restart = True
-                self._kill_worker()
                 message = f"Task timed out after {timeout:.2f} seconds"
-                body = json.dumps({"errorType": "Sandbox.Timedout",
-                                   "errorMessage": f"RequestId: {request_id} Error: {message}"}
-                                  ).encode()
-                logs = self._read_logs() + f"{_now_iso()} {request_id} {message}\n"
+                body, logs = self._fail_environment(request_id, "Sandbox.Timedout", message,
+                                                    f"{_now_iso()} {request_id} {message}")
                 is_error = True
             else:
                 if self._stopped:
                     raise LambdaRuntimeException(f"environment {self.id} stopped during invoke")
                 code = self._proc.poll() if self._proc else None
-                self._needs_restart = True
-                self._kill_worker()
                 message = f"Runtime exited with error: exit status {code}"
-                body = json.dumps({"errorType": "Runtime.ExitError",
-                                   "errorMessage": f"RequestId: {request_id} Error: {message}"}
-                                  ).encode()
-                logs = self._read_logs() + f"{message}\n"
+                body, logs = self._fail_environment(request_id, "Runtime.ExitError", message, message)
                 is_error = True
         version = self.function_version.id.qualifier
         memory = self.function_version.config.memory_size
@@ -365,6 +356,16 @@ class ProcessRuntimeExecutor(RuntimeExecutor):
             raise TimeoutError
         sock.settimeout(remaining)
         return recv_frame(sock)
+
+    def _fail_environment(self, request_id: str, error_type: str, message: str,
+                          log_line: str) -> tuple[bytes, str]:
+        """The worker is gone or must go (timeout, crash): kill it, start afresh next time, and
+        shape the invocation error as Lambda does. Returns (error body, logs)."""
+        self._needs_restart = True
+        self._kill_worker()
+        body = json.dumps({"errorType": error_type,
+                           "errorMessage": f"RequestId: {request_id} Error: {message}"}).encode()
+        return body, self._read_logs() + f"{log_line}\n"
 
     def _read_logs(self) -> str:
         """The slice of the environment's log file written since the last read."""
