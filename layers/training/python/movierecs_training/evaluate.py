@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from movierecs_serving.artifact import ModelArtifact
-from movierecs_training.train import Fitted, Params, fit
+from movierecs_training.train import Fitted, Params, fit, fitted_arrays
 
 K = 10
 
@@ -41,18 +41,15 @@ def artifact_from_fitted(fitted: Fitted) -> ModelArtifact:
     """An in-memory ModelArtifact of a fresh fit (no files), for scoring with numpy."""
     from pathlib import Path
 
-    ds = fitted.dataset
-    uf, itf = fitted.als.get_vectors()
-    ui = ds.get_user_item_matrix(include_weights=True).tocsr()
-    ui.sort_indices()
-    pop_items, pop_scores = fitted.popular.popularity_list
+    a = fitted_arrays(fitted)
     return ModelArtifact(
         path=Path("<memory>"),
         manifest={"version": "in-memory", "hyperparameters": fitted.params.to_dict()},
-        user_factors=np.ascontiguousarray(uf, np.float32), item_factors=np.ascontiguousarray(itf, np.float32),
-        user_ids=ds.user_id_map.external_ids.astype(np.int64), item_ids=ds.item_id_map.external_ids.astype(np.int64),
-        popular=np.asarray(pop_items, np.int64), popular_scores=np.asarray(pop_scores, np.float64),
-        seen_indptr=ui.indptr.astype(np.int64), seen_indices=ui.indices.astype(np.int32), seen_data=ui.data.astype(np.float32),
+        user_factors=np.ascontiguousarray(a["user_factors"], np.float32),
+        item_factors=np.ascontiguousarray(a["item_factors"], np.float32),
+        user_ids=a["user_ids"], item_ids=a["item_ids"], popular=a["popular"], popular_scores=a["popular_scores"],
+        seen_indptr=a["seen_indptr"].astype(np.int64), seen_indices=a["seen_indices"].astype(np.int32),
+        seen_data=a["seen_data"].astype(np.float32),
     )
 
 

@@ -161,20 +161,29 @@ def fit(interactions: pd.DataFrame, params: Params | dict | None = None) -> Fitt
     return Fitted(dataset, als, popular, p, time.perf_counter() - t0)
 
 
-def write_model(fitted: Fitted, interactions: pd.DataFrame, out_dir: str | os.PathLike[str], *,
-                metrics: dict | None = None, report: dict | None = None, version: str | None = None) -> Path:
-    """Export the fitted models as a numpy artifact folder ``out_dir/<version>``."""
+def fitted_arrays(fitted: Fitted) -> dict[str, np.ndarray]:
+    """The arrays a model artifact holds, read out of a fit: factors, id maps, popularity,
+    and each user's training items (CSR, sorted). Shared by export and in-memory scoring."""
     ds = fitted.dataset
     uf, itf = fitted.als.get_vectors()
     ui = ds.get_user_item_matrix(include_weights=True).tocsr()
     ui.sort_indices()
     pop_items, pop_scores = fitted.popular.popularity_list
+    return {
+        "user_factors": uf, "item_factors": itf,
+        "user_ids": ds.user_id_map.external_ids.astype(np.int64),
+        "item_ids": ds.item_id_map.external_ids.astype(np.int64),
+        "popular": np.asarray(pop_items, np.int64), "popular_scores": np.asarray(pop_scores, np.float64),
+        "seen_indptr": ui.indptr, "seen_indices": ui.indices, "seen_data": ui.data,
+    }
+
+
+def write_model(fitted: Fitted, interactions: pd.DataFrame, out_dir: str | os.PathLike[str], *,
+                metrics: dict | None = None, report: dict | None = None, version: str | None = None) -> Path:
+    """Export the fitted models as a numpy artifact folder ``out_dir/<version>``."""
     return write_artifact(
         out_dir,
-        user_factors=uf, item_factors=itf,
-        user_ids=ds.user_id_map.external_ids.astype(np.int64), item_ids=ds.item_id_map.external_ids.astype(np.int64),
-        popular=np.asarray(pop_items, np.int64), popular_scores=np.asarray(pop_scores, np.float64),
-        seen_indptr=ui.indptr, seen_indices=ui.indices, seen_data=ui.data,
+        **fitted_arrays(fitted),
         hyperparameters=fitted.params.to_dict() | {"popularity": "n_users", "model": "rectools ImplicitALSWrapperModel(implicit AlternatingLeastSquares) + PopularModel"},
         data=describe(interactions) | {"train_seconds": round(fitted.seconds, 3)},
         metrics=metrics, report=report, version=version,
