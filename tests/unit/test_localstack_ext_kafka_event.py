@@ -15,6 +15,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "infra" / "localsta
 
 from movierecs_localstack.kafka_event import (  # noqa: E402
     Batcher,
+    OffsetGuard,
     RetryPolicy,
     build_event,
     commit_offsets,
@@ -200,3 +201,63 @@ def test_bootstrap_servers_and_consumer_group():
         bootstrap_servers_for(msk, {})
     with pytest.raises(ValueError, match="KAFKA_BOOTSTRAP_SERVERS"):
         bootstrap_servers_for({"UUID": "u", "SelfManagedEventSource": {}}, {})
+
+
+# --- OffsetGuard: Tansu can expose batch N+1 before batch N ----------------------------------
+def offsets(records) -> list[int]:
+    return [r.offset for r in records]
+
+
+def test_guard_passes_a_gap_free_run_from_the_committed_offset():
+    guard = OffsetGuard()
+    guard.start("tp", 5)
+    keep, seek, skipped = guard.accept("tp", [Rec("t", 0, o) for o in (5, 6, 7)])
+    assert (offsets(keep), seek, skipped) == ([5, 6, 7], None, None)
+    assert guard.expected["tp"] == 8
+
+
+def test_guard_holds_back_records_after_a_hole_and_asks_to_re_read_it():
+    clock = Clock()
+    guard = OffsetGuard(clock=clock)
+    guard.start("tp", 10)
+    keep, seek, _ = guard.accept("tp", [Rec("t", 0, o) for o in (10, 11, 13, 14)])
+    assert offsets(keep) == [10, 11] and seek == 12  # 12 is being written: not past it
+    assert guard.waiting("tp")
+    clock.now += 0.05
+    keep, seek, _ = guard.accept("tp", [Rec("t", 0, o) for o in (13, 14)])
+    assert keep == [] and seek == 12  # still not there: nothing handed out
+    keep, seek, skipped = guard.accept("tp", [Rec("t", 0, o) for o in (12, 13, 14)])
+    assert (offsets(keep), seek, skipped) == ([12, 13, 14], None, None)
+    assert not guard.waiting("tp")
+
+
+def test_guard_hole_at_the_committed_start_is_held_too():
+    guard = OffsetGuard(clock=Clock())
+    guard.start("tp", 0)
+    keep, seek, _ = guard.accept("tp", [Rec("t", 0, 1)])
+    assert keep == [] and seek == 0
+
+
+def test_guard_reads_past_a_hole_that_never_fills():
+    clock = Clock()
+    guard = OffsetGuard(hole_timeout_s=15, clock=clock)
+    guard.start("tp", 3)
+    assert guard.accept("tp", [Rec("t", 0, 4)])[1] == 3
+    clock.now += 14.9
+    assert guard.accept("tp", [Rec("t", 0, 4)])[1] == 3
+    clock.now += 0.2
+    keep, seek, skipped = guard.accept("tp", [Rec("t", 0, 4), Rec("t", 0, 5)])
+    assert (offsets(keep), seek, skipped) == ([4, 5], None, (3, 4))
+    # a later hole gets its own full timeout
+    assert guard.accept("tp", [Rec("t", 0, 7)])[1] == 6
+
+
+def test_guard_drops_repeats_and_keeps_partitions_apart():
+    guard = OffsetGuard()
+    guard.start("a", 0)
+    assert offsets(guard.accept("a", [Rec("t", 0, o) for o in (0, 1)])[0]) == [0, 1]
+    assert offsets(guard.accept("a", [Rec("t", 0, o) for o in (0, 1, 2)])[0]) == [2]
+    assert not guard.knows("b")
+    assert offsets(guard.accept("b", [Rec("t", 1, 40)])[0]) == [40]  # unknown start: first record
+    guard.forget()
+    assert not guard.knows("a") and not guard.knows("b")

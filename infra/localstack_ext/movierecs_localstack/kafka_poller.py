@@ -17,6 +17,8 @@ Semantics (AWS's documented behaviour, see docs/local-cloud-extension.md):
   records that existed when the mapping was created (records with a timestamp before the
   mapping's creation are skipped and that position committed: Tansu's end offsets are
   unreliable right after a batch, so ``seek_to_end`` is never used);
+* records reach the function in gap-free offset runs per partition (:class:`OffsetGuard`):
+  Tansu can expose batch N+1 before batch N, and reading past N would lose it;
 * the EsmWorker's shutdown (disable, update, delete) stops polling within ~0.2 s.
 
 The EsmWorker calls :meth:`KafkaPoller.poll_events` in a loop with a 1 s pause after each
@@ -46,6 +48,7 @@ from movierecs_localstack.kafka_event import (
     DEFAULT_BATCH_SIZE,
     DEFAULT_BATCHING_WINDOW_S,
     Batcher,
+    OffsetGuard,
     RetryPolicy,
     apply_kafka_defaults,
     bootstrap_servers_for,
@@ -115,6 +118,7 @@ class KafkaPoller(Poller):
         self.bootstrap = ""
         self.consumer: KafkaConsumer | None = None
         self.batcher = Batcher(batch_size=self.batch_size, window_s=self.window_s)
+        self.guard = OffsetGuard()
         self.pending: list[Any] | None = None  # a failed batch awaiting retry
         self.failed_attempts = 0
         self.last_failure: tuple[int, str | None] = (200, None)
@@ -266,18 +270,44 @@ class KafkaPoller(Poller):
             timeout_ms = 200 if left is None else max(0, int(left * 1000))
             polled = consumer.poll(timeout_ms=timeout_ms, max_records=max(1, self.batcher.room()),
                                    update_offsets=True)
+            hole = False
             for tp, records in polled.items():
+                records, held_back = self._contiguous(consumer, tp, records)
+                hole = hole or held_back
                 if self.skip_before:
                     records = self._skip_old(tp, records)
                 self.batcher.add(records)
+            if hole:
+                self._wait(0.05)  # the missing batch is being written: give it a moment
             if not polled and left is None:
                 return False
         return False
+
+    def _contiguous(self, consumer: KafkaConsumer, tp: TopicPartition,
+                    records: list[Any]) -> tuple[list[Any], bool]:
+        """The gap-free run of ``records`` and whether a hole held the rest back (then the
+        consumer is sought back to the hole, so the next poll re-reads from it)."""
+        if not self.guard.knows(tp):
+            committed = consumer.committed(tp)
+            self.guard.start(tp, committed)
+        was_waiting = self.guard.waiting(tp)
+        keep, seek_to, skipped = self.guard.accept(tp, records)
+        if skipped is not None:
+            LOG.warning("Kafka mapping %s: %s offsets %d..%d never became readable in %.0f s; "
+                        "reading past them", self.uuid, tp, skipped[0], skipped[1] - 1,
+                        self.guard.hole_timeout_s)
+        if seek_to is not None:
+            log = LOG.debug if was_waiting else LOG.info  # once per hole, not every 50 ms
+            log("Kafka mapping %s: %s offset %d not readable yet; re-reading from it",
+                self.uuid, tp, seek_to)
+            consumer.seek(tp, seek_to)
+        return keep, seek_to is not None
 
     def _reset_consumer(self) -> None:
         consumer, self.consumer = self.consumer, None
         # Nothing of the in-flight batch was committed: the new consumer re-reads it.
         self.batcher = Batcher(batch_size=self.batch_size, window_s=self.window_s)
+        self.guard.forget()
         self.pending, self.failed_attempts = None, 0
         self.skip_before = {}
         if consumer is not None:
