@@ -20,7 +20,7 @@ V2 = "20261127T010000Z-00000002"
 ITEMS = list(range(10, 30))  # movie ids 10..29
 
 
-def make_artifact(tmp: Path, version: str, seed: int = 0) -> Path:
+def make_artifact(tmp: Path, version: str, seed: int = 0, data: dict | None = None) -> Path:
     rng = np.random.default_rng(seed)
     users = np.array([1, 2])
     seen = {0: [0, 1, 2], 1: [3]}  # user 1 rated movies 10,11,12; user 2 rated 13
@@ -38,7 +38,7 @@ def make_artifact(tmp: Path, version: str, seed: int = 0) -> Path:
         seen_indices=indices,
         seen_data=np.ones(len(indices)),
         hyperparameters={"alpha": 4.0, "regularization": 1.0},
-        data={},
+        data=data or {},
         version=version,
     )
 
@@ -74,12 +74,15 @@ class FakeCh:
     def __init__(self):
         self.likes: list[tuple[str, int, int, datetime]] = []  # (event_id, user, movie, ts)
         self.ratings: list[tuple[int, int]] = []  # (user, movie)
+        self.sqls: list[str] = []
 
     def query(self, sql: str, parameters: dict[str, Any]):
+        self.sqls.append(sql)
         u = parameters["u"]
-        if "UNION ALL" in sql:
-            rows = [("like", m, ts) for e, uu, m, ts in self.likes if uu == u]
-            rows += [("rating", m, datetime(2000, 1, 1)) for uu, m in self.ratings if uu == u]
+        if "is_like" in sql:
+            rows = [(1, m, ts) for e, uu, m, ts in self.likes if uu == u]
+            if "FROM ratings" in sql:
+                rows += [(0, m, datetime(2000, 1, 1)) for uu, m in self.ratings if uu == u]
         else:
             mine = sorted([x for x in self.likes if x[1] == u], key=lambda x: x[3], reverse=True)
             rows = [(e, m, ts) for e, _, m, ts in mine][: parameters["n"]]
@@ -121,6 +124,33 @@ def test_personal_excludes_training_items_and_new_ratings_and_likes(env):
     assert not set(got) & {10, 11, 12, 20, 21}
     assert len(got) == len(ITEMS) - 5
     assert set(r["items"][0]) == {"movie_id", "title", "year", "genres", "score"}
+
+
+def test_a_model_holding_every_rating_reads_only_likes(tmp_path):
+    v = "20261128T000000Z-00000003"
+    folder = make_artifact(tmp_path, v, 0, data={"seen_has_all_ratings": True})
+    holder = ModelHolder(lambda: FakeStore({v: folder}, v), str(tmp_path / "cache"))
+    ch = FakeCh()
+    ch.likes.append(("e1", 1, 21, datetime(2026, 11, 27, tzinfo=timezone.utc)))
+    reads = service.Reads(models=holder, clickhouse=lambda: ch,
+                          catalog=Catalog(FakeDb({m: (m, f"Movie {m}", 2000, []) for m in ITEMS})))
+    got = ids(service.recommendations(reads, 1, 100))
+    assert "FROM ratings" not in ch.sqls[-1] and "FROM likes" in ch.sqls[-1]
+    assert not set(got) & {10, 11, 12, 21}  # training items (the ratings) and the like
+
+
+def test_history_lists_each_liked_movie_once_newest_first():
+    from movierecs_core.interactions import user_history
+
+    ch = FakeCh()
+    ch.likes += [("a", 5, 10, datetime(2026, 1, 3, tzinfo=timezone.utc)),
+                 ("b", 5, 11, datetime(2026, 1, 2, tzinfo=timezone.utc)),
+                 ("c", 5, 10, datetime(2026, 1, 1, tzinfo=timezone.utc)),
+                 ("d", 5, 12, datetime(2026, 1, 4, tzinfo=timezone.utc))]
+    ch.ratings += [(5, 13), (6, 14)]
+    h = user_history(ch, 5)
+    assert h.liked == [12, 10, 11] and h.rated == {13}
+    assert user_history(ch, 5, ratings=False).rated == set()
 
 
 def test_new_user_with_likes_gets_fold_in_without_liked_movies(env):

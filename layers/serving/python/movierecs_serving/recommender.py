@@ -66,6 +66,12 @@ class Recommender:
         self._Yn = (self._Y64 / norms[:, None]).astype(np.float32)
 
     # -- lookups -----------------------------------------------------------------------
+    @property
+    def knows_all_ratings(self) -> bool:
+        """True when every rating of the training data is among its users' training items, so
+        the rated movies of a known user need not be read again (the manifest says so)."""
+        return bool(self.artifact.manifest.get("data", {}).get("seen_has_all_ratings", False))
+
     def has_user(self, user_id: int) -> bool:
         return int(user_id) in self._user_row
 

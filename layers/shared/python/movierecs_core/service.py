@@ -53,7 +53,7 @@ def health(reads: Reads) -> dict[str, Any]:
 def recommendations(reads: Reads, user_id: int, k: int) -> dict[str, Any]:
     """Top-k for a user with their likes folded in; never a rated/liked movie, never a repeat."""
     rec = reads.models.get()
-    history = reads.ch_query(lambda ch: user_history(ch, user_id))
+    history = reads.ch_query(lambda ch: user_history(ch, user_id, ratings=not rec.knows_all_ratings))
     seen = history.seen
     r = rec.recommend(user_id, k + _MARGIN, liked=history.liked, exclude=history.rated)
     candidates = [(m, s) for m, s in r.items if m not in seen]

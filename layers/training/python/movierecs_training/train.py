@@ -185,7 +185,10 @@ def write_model(fitted: Fitted, interactions: pd.DataFrame, out_dir: str | os.Pa
         out_dir,
         **fitted_arrays(fitted),
         hyperparameters=fitted.params.to_dict() | {"popularity": "n_users", "model": "rectools ImplicitALSWrapperModel(implicit AlternatingLeastSquares) + PopularModel"},
-        data=describe(interactions) | {"train_seconds": round(fitted.seconds, 3)},
+        # Serving reads a user's ratings from ClickHouse only when the model does not hold them
+        # all as training items ("positive" drops ratings below 4).
+        data=describe(interactions) | {"train_seconds": round(fitted.seconds, 3),
+                                       "seen_has_all_ratings": fitted.params.weighting != "positive"},
         metrics=metrics, report=report, version=version,
     )
 
