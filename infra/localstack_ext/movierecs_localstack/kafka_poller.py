@@ -194,7 +194,7 @@ class KafkaPoller(Poller):
         while not consumer.assignment() and time.monotonic() < deadline and not self._should_stop():
             consumer.poll(timeout_ms=200, max_records=1)
         for tp in consumer.assignment():
-            committed = consumer.committed(tp)
+            committed = consumer.committed(tp, timeout_ms=5000)  # raises on timeout: consumer reset
             if committed is None:
                 self.skip_before[tp] = self.created_ms
                 consumer.seek_to_beginning(tp)
@@ -288,7 +288,7 @@ class KafkaPoller(Poller):
         """The gap-free run of ``records`` and whether a hole held the rest back (then the
         consumer is sought back to the hole, so the next poll re-reads from it)."""
         if not self.guard.knows(tp):
-            committed = consumer.committed(tp)
+            committed = consumer.committed(tp, timeout_ms=5000)  # raises on timeout: consumer reset
             self.guard.start(tp, committed)
         was_waiting = self.guard.waiting(tp)
         keep, seek_to, skipped = self.guard.accept(tp, records)
