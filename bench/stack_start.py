@@ -40,10 +40,8 @@ _BOOT = re.compile(r"bootstrap: done in ([\d.]+)s")
 
 
 def _run(argv: list[str], log: Path) -> tuple[float, str]:
-    # `python -m movierecs_stack` needs infra/ on the path, as the Makefile exports it
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (str(ROOT / "infra"), os.environ.get("PYTHONPATH")) if p)}
     t0 = time.perf_counter()
-    r = subprocess.run(argv, cwd=ROOT, stdin=subprocess.DEVNULL, capture_output=True, text=True, env=env)
+    r = subprocess.run(argv, cwd=ROOT, stdin=subprocess.DEVNULL, capture_output=True, text=True)
     wall = time.perf_counter() - t0
     out = r.stdout + r.stderr
     with open(log, "a") as f:
