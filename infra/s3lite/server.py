@@ -60,6 +60,12 @@ def _iso(ts: float) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ts)) + f".{int(ts * 1000) % 1000:03d}Z"
 
 
+def _contents_xml(key: str, m: Meta) -> str:
+    """One object's <Contents> element of a ListObjectsV2 answer."""
+    return (f"<Contents><Key>{escape(key)}</Key><LastModified>{_iso(m.mtime)}</LastModified>"
+            f"<ETag>{escape(m.etag)}</ETag><Size>{m.size}</Size><StorageClass>STANDARD</StorageClass></Contents>")
+
+
 def _etag_matches(cond: str, etag: str) -> bool:
     """True when an If-Match / If-None-Match header value names this etag (or is `*`)."""
     for part in cond.split(","):
@@ -84,6 +90,9 @@ class Bucket:
         self._stripes = [threading.Lock() for _ in range(_STRIPES)]
         self.keys: list[str] = []
         self.meta: dict[str, Meta] = {}
+        # key -> (meta, its <Contents> XML): Tansu lists a partition's whole log on every fetch,
+        # so the same thousands of elements are rendered again and again; render each once.
+        self._xml: dict[str, tuple[Meta, str]] = {}
         self._load()
 
     # -- disk ---------------------------------------------------------------------------------
@@ -161,7 +170,17 @@ class Bucket:
             raise S3Error(404, "NoSuchKey", "The specified key does not exist.")
         return m
 
+    def contents_xml(self, key: str, m: Meta) -> str:
+        """``_contents_xml(key, m)``, cached per object version (a put makes a new Meta)."""
+        hit = self._xml.get(key)
+        if hit is not None and hit[0] is m:
+            return hit[1]
+        xml = _contents_xml(key, m)
+        self._xml[key] = (m, xml)
+        return xml
+
     def delete(self, key: str) -> None:
+        self._xml.pop(key, None)
         with self._lock(key):
             self._path(key).unlink(missing_ok=True)
             with self._index_lock:
@@ -438,9 +457,7 @@ class Handler(BaseHTTPRequestHandler):
             parts.append("<NextContinuationToken>"
                          f"{base64.urlsafe_b64encode(nxt.encode()).decode()}</NextContinuationToken>")
         for key, m in contents:
-            parts.append(f"<Contents><Key>{escape(k(key))}</Key><LastModified>{_iso(m.mtime)}</LastModified>"
-                         f"<ETag>{escape(m.etag)}</ETag><Size>{m.size}</Size>"
-                         "<StorageClass>STANDARD</StorageClass></Contents>")
+            parts.append(_contents_xml(k(key), m) if enc else b.contents_xml(key, m))
         for cp in prefixes:
             parts.append(f"<CommonPrefixes><Prefix>{escape(k(cp))}</Prefix></CommonPrefixes>")
         parts.append("</ListBucketResult>")
