@@ -75,31 +75,55 @@ def latency(api: str, path_fn: Callable[[int], str], n: int, concurrency: int) -
 
 
 def api_latency(api: str, users: list[int], quick: bool) -> tuple[list[dict], dict]:
+    """GET /recommendations next to two no-ops, at 1 and 8 clients, in this run: GET /noop (a
+    route of the same function: same Chalice app and middleware, the stricter baseline) and the
+    local-cloud benchmark's no-op function (its own minimal function and REST API, deployed
+    for the run and deleted after; the baseline the issue names)."""
+    from bench import local_cloud
+
     n1, n8 = (60, 160) if quick else (400, 1600)
     rec = lambda i: f"/recommendations?user_id={users[i % len(users)]}&k=10"  # noqa: E731
     noop = lambda i: "/noop"  # noqa: E731
+    gateway = f"{urlparse(api).scheme}://{urlparse(api).netloc}"
+    out = local_cloud.deploy(gateway)
+    plain_api = f"{gateway}/_aws/execute-api/{out['ApiId']}/Prod"
     latency(api, rec, 20, 4)  # warm every environment the pool will use
     latency(api, noop, 20, 4)
+    latency(plain_api, noop, 20, 4)
     series: dict[str, list[float]] = {}
     errors: dict[str, int] = {}
-    for c, n in ((1, n1), (8, n8)):
-        for name, fn in ((f"GET /recommendations, {c} client(s)", rec), (f"GET /noop, {c} client(s)", noop)):
-            t0 = time.perf_counter()
-            series[name], errors[name] = latency(api, fn, n, c)
-            series[name + " (req/s)"] = [n / (time.perf_counter() - t0)]
+    try:
+        for c, n in ((1, n1), (8, n8)):
+            for name, base, fn in ((f"GET /recommendations, {c} client(s)", api, rec),
+                                   (f"GET /noop, {c} client(s)", api, noop),
+                                   (f"no-op function (local-cloud benchmark), {c} client(s)", plain_api, noop)):
+                t0 = time.perf_counter()
+                series[name], errors[name] = latency(base, fn, n, c)
+                series[name + " (req/s)"] = [n / (time.perf_counter() - t0)]
+    finally:
+        local_cloud._delete_stack(local_cloud._client(gateway, "cloudformation"))
     rates = {k: v[0] for k, v in series.items() if k.endswith("(req/s)")}
     lat = {k: v for k, v in series.items() if not k.endswith("(req/s)")}
     figs = [
-        harness.distribution("api_rec_latency_c1", "GET /recommendations via API Gateway, 1 client, vs GET /noop (same function, no I/O)",
+        harness.distribution("api_rec_latency_c1", "GET /recommendations via API Gateway, 1 client, vs GET /noop (same function, no I/O) and the local-cloud no-op function",
                              {k: v for k, v in lat.items() if "1 client" in k}, baseline="GET /noop, 1 client(s)",
                              errors={k: v for k, v in errors.items() if "1 client" in k},
                              note="LocalStack REST API + process executor on loopback; known MovieLens users"),
-        harness.distribution("api_rec_latency_c8", "GET /recommendations via API Gateway, 8 clients, vs GET /noop",
+        harness.distribution("api_rec_latency_c8", "GET /recommendations via API Gateway, 8 clients, vs GET /noop and the local-cloud no-op function",
                              {k: v for k, v in lat.items() if "8 client" in k}, baseline="GET /noop, 8 client(s)",
                              errors={k: v for k, v in errors.items() if "8 client" in k}),
         harness.scalars("api_throughput", "Throughput of the latency runs",
                         {k.replace(" (req/s)", ""): (round(v, 1), "req/s") for k, v in rates.items()}),
     ]
+    p50 = {k: harness.summarize(v)["p50"] for k, v in lat.items()}
+    ratios = {}
+    for c in (1, 8):
+        r = p50[f"GET /recommendations, {c} client(s)"]
+        ratios[f"{c} client(s): p50 / no-op function of the local-cloud benchmark (target <= 1.5)"] = (
+            round(r / p50[f"no-op function (local-cloud benchmark), {c} client(s)"], 2), "x")
+        ratios[f"{c} client(s): p50 / GET /noop of the same function (stricter)"] = (
+            round(r / p50[f"GET /noop, {c} client(s)"], 2), "x")
+    figs.append(harness.scalars("api_rec_ratio", "GET /recommendations p50 against the no-ops, same run", ratios))
     return figs, {"requests_c1": n1, "requests_c8": n8, "users": len(users)}
 
 
