@@ -29,7 +29,6 @@ import threading
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 from typing import Any, Callable
 from urllib.parse import urlparse
 
@@ -101,7 +100,7 @@ def api_latency(api: str, users: list[int], quick: bool) -> tuple[list[dict], di
                 series[name], errors[name] = latency(base, fn, n, c)
                 series[name + " (req/s)"] = [n / (time.perf_counter() - t0)]
     finally:
-        local_cloud._delete_stack(local_cloud._client(gateway, "cloudformation"))
+        local_cloud.delete(gateway)
     rates = {k: v[0] for k, v in series.items() if k.endswith("(req/s)")}
     lat = {k: v for k, v in series.items() if not k.endswith("(req/s)")}
     figs = [
@@ -207,8 +206,7 @@ def cold_start(endpoints: dict, api: str, user: int, quick: bool) -> tuple[list[
     warm_noop, _ = latency(api, lambda i: "/noop", 30, 1)
     warm_rec, _ = latency(api, lambda i: f"/recommendations?user_id={user}", 30, 1)
     imports = import_time_ms(3 if quick else 8)
-    w_noop, w_rec = statistics.median(warm_noop), statistics.median(warm_rec)
-    init_est = statistics.median(cold_noop) - w_noop
+    init_est = statistics.median(cold_noop) - statistics.median(warm_noop)
     figs = [
         harness.distribution("cold_start", "First request after a configuration update (fresh environment) vs warm",
                              {"cold GET /noop": cold_noop, "warm GET /noop": warm_noop,

@@ -19,7 +19,6 @@ Traffic goes only to the loopback URLs of ``.movierecs/endpoints.json``.
 """
 from __future__ import annotations
 
-import json
 import os
 import time
 import uuid
@@ -29,6 +28,7 @@ from urllib.parse import urlsplit
 import requests
 
 from bench import harness
+from movierecs_stack.deploy import create_stack
 
 REGION = "us-east-1"
 STACK = "movierecs-bench-localcloud"
@@ -91,6 +91,11 @@ def _wait(pred: Callable[[], Any], timeout: float, what: str, interval: float = 
     raise TimeoutError(f"timed out after {timeout:.0f} s waiting for {what}")
 
 
+def delete(gateway: str) -> None:
+    """Delete the test stack made by :func:`deploy` (best effort; waits up to 120 s)."""
+    _delete_stack(_client(gateway, "cloudformation"))
+
+
 def _delete_stack(cfn) -> None:
     try:
         cfn.delete_stack(StackName=STACK)
@@ -118,21 +123,7 @@ def deploy(gateway: str) -> dict[str, str]:
         _delete_stack(cfn)
     except Exception:  # noqa: BLE001 - no such stack: the normal case
         pass
-    cfn.create_stack(StackName=STACK, TemplateBody=json.dumps(TEMPLATE),
-                     Capabilities=["CAPABILITY_IAM", "CAPABILITY_AUTO_EXPAND"])
-    deadline = time.monotonic() + 240
-    while True:
-        desc = cfn.describe_stacks(StackName=STACK)["Stacks"][0]
-        status = desc["StackStatus"]
-        if status == "CREATE_COMPLETE":
-            break
-        if status.endswith("FAILED") or "ROLLBACK" in status or time.monotonic() > deadline:
-            events = cfn.describe_stack_events(StackName=STACK)["StackEvents"]
-            reasons = [f"{e['LogicalResourceId']}: {e.get('ResourceStatusReason')}"
-                       for e in events if "FAILED" in e.get("ResourceStatus", "")]
-            raise RuntimeError(f"stack {STACK} ended in {status}: {reasons}")
-        time.sleep(1)
-    out = {o["OutputKey"]: o["OutputValue"] for o in desc.get("Outputs", [])}
+    out = create_stack(cfn, STACK, TEMPLATE)
     lam = _client(gateway, "lambda")
     for key in ("NoopFunctionName", "CountFunctionName"):
         lam.get_waiter("function_active_v2").wait(FunctionName=out[key],
@@ -390,13 +381,12 @@ def run(quick: bool) -> dict:
     gateway = _gateway(endpoints)
     bootstrap = endpoints["kafka"]
     load_before = os.getloadavg()
-    cfn = _client(gateway, "cloudformation")
     try:
         out = deploy(gateway)
         lat_figs, lat_params = api_latency(gateway, out, quick)
         kafka_figs, kafka_params = kafka_figures(gateway, bootstrap, out, quick)
     finally:
-        _delete_stack(cfn)
+        delete(gateway)
     med = {k: statistics_median([x["records_per_s"] for x in v])
            for k, v in kafka_params["mapping_runs"].items()}
     plain = statistics_median(kafka_params["plain_consumer_records_per_s"])

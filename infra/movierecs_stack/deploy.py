@@ -237,6 +237,27 @@ def stack_failure_reasons(ctx: Ctx, stack_name: str, region: str, limit: int = 1
     return out
 
 
+def create_stack(cfn: Any, stack_name: str, template: dict[str, Any], timeout: float = 240.0) -> dict[str, str]:
+    """Create a CloudFormation stack from ``template`` and wait for CREATE_COMPLETE; returns its
+    outputs. Used for the small stacks of the benchmarks and the extension's tests (the
+    project's own stack goes through SAM in :func:`deploy`). Raises DeployError with the
+    failed resources' reasons."""
+    cfn.create_stack(StackName=stack_name, TemplateBody=json.dumps(template),
+                     Capabilities=["CAPABILITY_IAM", "CAPABILITY_AUTO_EXPAND"])
+    deadline = time.monotonic() + timeout
+    while True:
+        desc = cfn.describe_stacks(StackName=stack_name)["Stacks"][0]
+        status = desc["StackStatus"]
+        if status == "CREATE_COMPLETE":
+            return {o["OutputKey"]: o["OutputValue"] for o in desc.get("Outputs", [])}
+        if status.endswith("FAILED") or "ROLLBACK" in status or time.monotonic() > deadline:
+            events = cfn.describe_stack_events(StackName=stack_name)["StackEvents"]
+            reasons = [f"{e['LogicalResourceId']}: {e.get('ResourceStatusReason')}"
+                       for e in events if "FAILED" in e.get("ResourceStatus", "")]
+            raise DeployError(f"stack {stack_name} ended in {status}: {reasons}")
+        time.sleep(1)
+
+
 def named_functions(template: Path | None) -> list[str]:
     """Literal FunctionName values of the (built or localized) template's functions."""
     if template is None or not template.exists():

@@ -10,7 +10,6 @@ from __future__ import annotations
 import io
 import json
 import os
-import time
 import uuid
 import zipfile
 from pathlib import Path
@@ -21,6 +20,7 @@ import boto3
 import botocore.config
 import pytest
 import yaml
+from movierecs_stack.deploy import DeployError, create_stack
 
 ROOT = Path(__file__).resolve().parents[2]
 FIXTURES = Path(__file__).resolve().parent / "extension_fixtures"
@@ -100,21 +100,10 @@ def deploy_extension_stack(aws: Callable[..., Any]) -> dict[str, str]:
     template["Resources"]["ExtLayer"]["Properties"]["ContentUri"] = {
         "Bucket": artifacts, "Key": keys["layer"]}
     stack = f"movierecs-ext-test-{suffix}"
-    cfn.create_stack(StackName=stack, TemplateBody=json.dumps(template),
-                     Capabilities=["CAPABILITY_IAM", "CAPABILITY_AUTO_EXPAND"])
-    deadline = time.monotonic() + 240
-    while True:
-        desc = cfn.describe_stacks(StackName=stack)["Stacks"][0]
-        status = desc["StackStatus"]
-        if status == "CREATE_COMPLETE":
-            break
-        if status.endswith("FAILED") or "ROLLBACK" in status or time.monotonic() > deadline:
-            events = cfn.describe_stack_events(StackName=stack)["StackEvents"]
-            reasons = [f"{e['LogicalResourceId']}: {e.get('ResourceStatusReason')}"
-                       for e in events if "FAILED" in e.get("ResourceStatus", "")]
-            pytest.fail(f"stack {stack} ended in {status}: {reasons}", pytrace=False)
-        time.sleep(1)
-    outputs = {o["OutputKey"]: o["OutputValue"] for o in desc.get("Outputs", [])}
+    try:
+        outputs = create_stack(cfn, stack, template)
+    except DeployError as exc:
+        pytest.fail(str(exc), pytrace=False)
     outputs["StackName"] = stack
     outputs["ArtifactsBucket"] = artifacts
     # Functions must be Active before the first invoke.

@@ -194,12 +194,18 @@ class KafkaPoller(Poller):
         while not consumer.assignment() and time.monotonic() < deadline and not self._should_stop():
             consumer.poll(timeout_ms=200, max_records=1)
         for tp in consumer.assignment():
-            committed = consumer.committed(tp, timeout_ms=5000)  # raises on timeout: consumer reset
+            committed = self._committed(consumer, tp)
             if committed is None:
                 self.skip_before[tp] = self.created_ms
                 consumer.seek_to_beginning(tp)
             else:
                 consumer.seek(tp, committed)  # undo whatever the probe poll consumed
+
+    @staticmethod
+    def _committed(consumer: KafkaConsumer, tp: TopicPartition) -> int | None:
+        """The group's committed offset of ``tp`` (None if none); bounded, so a broker outage
+        raises (and poll_events resets the consumer) instead of hanging the poller."""
+        return consumer.committed(tp, timeout_ms=5000)
 
     def _skip_old(self, tp: TopicPartition, records: list[Any]) -> list[Any]:
         """Drop records older than the mapping (LATEST start); commit past them."""
@@ -288,8 +294,7 @@ class KafkaPoller(Poller):
         """The gap-free run of ``records`` and whether a hole held the rest back (then the
         consumer is sought back to the hole, so the next poll re-reads from it)."""
         if not self.guard.knows(tp):
-            committed = consumer.committed(tp, timeout_ms=5000)  # raises on timeout: consumer reset
-            self.guard.start(tp, committed)
+            self.guard.start(tp, self._committed(consumer, tp))
         was_waiting = self.guard.waiting(tp)
         keep, seek_to, skipped = self.guard.accept(tp, records)
         if skipped is not None:

@@ -53,10 +53,11 @@ def user_history(ch: Any, user_id: int, ratings: bool = True) -> History:
     newest: dict[int, datetime] = {}
     rated: set[int] = set()
     for is_like, m, t in rows:
+        movie = int(m)
         if not is_like:
-            rated.add(int(m))
-        elif int(m) not in newest or _utc(t) > newest[int(m)]:
-            newest[int(m)] = _utc(t)
+            rated.add(movie)
+        elif movie not in newest or _utc(t) > newest[movie]:
+            newest[movie] = _utc(t)
     liked = sorted(newest, key=lambda m: newest[m], reverse=True)
     return History(liked=liked, rated=rated)
 
