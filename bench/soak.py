@@ -265,9 +265,11 @@ def delete_soak_likes(clickhouse_url: str, prefix: str) -> None:
 # --------------------------------------------------------------------------- the run
 def soak(likes: int, every: int, workers: int, probe_interval: float, time_limit: float,
          cleanup: bool = True, progress: bool = True) -> dict:
+    from movierecs_core.config import Settings
     from movierecs_core.kafka import consumer_lag
     from movierecs_stack.config import KAFKA_TOPIC, Layout
-    from movierecs_stack.services import CONSUMER_GROUP
+
+    group = Settings().kafka_consumer_group
 
     ep = harness.endpoints()
     api, boot = ep["api"].rstrip("/"), ep["kafka"]
@@ -296,7 +298,7 @@ def soak(likes: int, every: int, workers: int, probe_interval: float, time_limit
                 stored = stored_likes(ep["clickhouse"], prefix)["unique"]
                 lat = prods.drain_latencies()
                 fresh = probe.since(mark_wall)
-                lag = consumer_lag(boot, CONSUMER_GROUP, KAFKA_TOPIC)
+                lag = consumer_lag(boot, group, KAFKA_TOPIC)
                 row = {
                     "likes_produced": produced, "seconds": round(now - t0, 1),
                     "produce_rate_per_s": round((produced - (rows[-1]["likes_produced"] if rows else 0))

@@ -69,11 +69,13 @@ def stats():
     minutes = parse_bounded("minutes", app.query("minutes"), 1, 1440, 60)
     try:
         ch = get_client(cfg.clickhouse_url)
-        return json_response(admin.stats(ch, minutes))
+        series = admin.stats(ch, minutes)
     except Exception as exc:
         if getattr(exc, "status", None):
             raise
         raise unavailable(f"the telemetry store (ClickHouse) is unavailable ({type(exc).__name__})") from exc
+    series["consumer_lag"] = admin.consumer_lag(cfg.kafka_bootstrap, cfg.kafka_consumer_group, cfg.kafka_topic)
+    return json_response(series)
 
 
 @app.route("/admin/errors", methods=["GET"])

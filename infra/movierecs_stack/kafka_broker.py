@@ -173,6 +173,8 @@ def jvm_args(settings: BrokerSettings, root: Path, layout: BrokerLayout) -> list
     return [f"-Xms32m", f"-Xmx{settings.heap_mb}m", "-XX:+UseSerialGC", "-XX:MaxMetaspaceSize=96m",
             "-XX:ReservedCodeCacheSize=64m", "-XX:MaxDirectMemorySize=128m", "-Xss512k",
             "-XX:+ExitOnOutOfMemoryError", "-Djava.awt.headless=true",
+            # bind plain IPv4 sockets on 127.0.0.1 (not IPv4-mapped [::ffff:127.0.0.1] ones)
+            "-Djava.net.preferIPv4Stack=true",
             f"-Dlog4j2.configurationFile={root / 'infra' / 'kafka' / 'log4j2.yaml'}",
             f"-Dkafka.logs.dir={layout.state / 'logs'}",
             "-cp", str(layout.libs / "*")]

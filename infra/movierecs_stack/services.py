@@ -385,12 +385,12 @@ def _kafka_start(ctx: Ctx) -> subprocess.Popen:
 
 
 def _kafka_fp(ctx: Ctx) -> str:
-    """The jars, the JVM and broker configuration: a change restarts the broker."""
+    """The jars, the JVM options and the broker configuration: a change restarts the broker."""
     layout, settings = broker_layout(ctx), broker_settings(ctx)
     jars = " ".join(sorted(p.name for p in layout.libs.glob("*.jar")))
     props = kafka_broker.server_properties(layout.data, ctx.port("kafka"), ctx.port("kafka_controller"))
-    return files_digest(ctx.layout.root / "infra" / "kafka" / "log4j2.yaml",
-                        extra=jars + props + str(settings.heap_mb))
+    jvm = " ".join(kafka_broker.jvm_args(settings, ctx.layout.root, layout))
+    return files_digest(ctx.layout.root / "infra" / "kafka" / "log4j2.yaml", extra=jars + props + jvm)
 
 
 def kafka_topics(ctx: Ctx, timeout_ms: int = 5000) -> dict[str, int]:
@@ -411,17 +411,16 @@ def kafka_topics(ctx: Ctx, timeout_ms: int = 5000) -> dict[str, int]:
         admin.close()
 
 
-#: The consumer function's mapping reads the topic as this group (template.yaml ConsumerGroupId).
-CONSUMER_GROUP = "movierecs-consumer"
-
-
 def consumer_lag_line(ctx: Ctx) -> str:
-    """``consumer lag 0 (p0 12/12, ...)``: the mapping's committed offset against the log end."""
+    """``movierecs-consumer lag 0 (p0 12/12, ...)``: the likes mapping's committed offsets
+    against the log end (the group named in template.yaml, the functions' Settings default)."""
+    from movierecs_core.config import Settings
     from movierecs_core.kafka import consumer_lag
 
-    rows = consumer_lag(ctx.kafka_bootstrap, CONSUMER_GROUP, KAFKA_TOPIC)
+    group = Settings().kafka_consumer_group
+    rows = consumer_lag(ctx.kafka_bootstrap, group, KAFKA_TOPIC)
     parts = ", ".join(f"p{r['partition']} {r['committed']}/{r['end']}" for r in rows)
-    return f"{CONSUMER_GROUP} lag {sum(r['lag'] for r in rows)} ({parts})"
+    return f"{group} lag {sum(r['lag'] for r in rows)} ({parts})"
 
 
 def _kafka_ready(ctx: Ctx) -> bool:

@@ -174,6 +174,10 @@ class KafkaPoller(Poller):
             fetch_max_wait_ms=100,
             receive_buffer_bytes=4 * 1024 * 1024,
         )
+        # Learn the topics' partitions before joining: a join without them assigns nothing and
+        # rejoins at once when the metadata arrives (a second rebalance on every start).
+        for topic in self.topics:
+            consumer.partitions_for_topic(topic)
         consumer.subscribe(self.topics)
         self.consumer = consumer
         if self.starting_position == "LATEST":
