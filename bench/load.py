@@ -479,7 +479,7 @@ def main() -> int:
     ap.add_argument("--quick", action="store_true", help="2,000 requests, 20 likes/s")
     ap.add_argument("--requests", type=int, help="GET /recommendations to send (default 20000)")
     ap.add_argument("--concurrency", type=int, help="parallel clients (default 16)")
-    ap.add_argument("--like-rate", type=float, help="likes per second during the run (default 10)")
+    ap.add_argument("--like-rate", type=float, help="likes per second during the run (default 50)")
     ap.add_argument("--time-limit", type=float, help="stop after this many seconds (default 1500)")
     args = ap.parse_args()
     ep = harness.endpoints()

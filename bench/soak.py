@@ -131,8 +131,12 @@ class Producers:
 
     def stop(self, timeout: float = 30.0) -> None:
         self.stop_event.set()
+        deadline = time.monotonic() + timeout
+        while self.alive() and time.monotonic() < deadline:
+            self.drain_latencies()  # a child exits only once its queued items are read
+            for p in self.procs:
+                p.join(0.1)
         for p in self.procs:
-            p.join(timeout)
             if p.is_alive():
                 p.terminate()
 
@@ -284,11 +288,15 @@ def soak(likes: int, every: int, workers: int, probe_interval: float, time_limit
     mark_t, mark_stored, mark_wall = t0, 0, time.time()
     next_mark = every
     stopped_by_time = False
+    window_lat: list[float] = []
     try:
         while True:
             time.sleep(1.0)
+            # drain the latency queue every second: a child process cannot exit while what it
+            # put in a multiprocessing queue is unread
+            window_lat += prods.drain_latencies()
             produced = prods.count()
-            done = not prods.alive()
+            done = not prods.alive() or produced >= likes
             if time.monotonic() - t0 > time_limit:
                 stopped_by_time = True
                 prods.stop()
@@ -296,7 +304,7 @@ def soak(likes: int, every: int, workers: int, probe_interval: float, time_limit
             if produced >= next_mark or done:
                 now = time.monotonic()
                 stored = stored_likes(ep["clickhouse"], prefix)["unique"]
-                lat = prods.drain_latencies()
+                lat, window_lat = window_lat + prods.drain_latencies(), []
                 fresh = probe.since(mark_wall)
                 lag = consumer_lag(boot, group, KAFKA_TOPIC)
                 row = {
