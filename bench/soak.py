@@ -145,7 +145,8 @@ def produce_likes(bootstrap: str, topic: str, prefix: str, n: int, movies: list[
     """Produce ``n`` likes as like-ingest does and wait until every one is acknowledged."""
     prods = Producers(bootstrap, topic, prefix, n, movies, workers).start()
     try:
-        while prods.alive():
+        while prods.alive() and prods.count() < n:
+            prods.drain_latencies()  # a child exits only once its queued items are read
             time.sleep(0.2)
     finally:
         prods.stop()
