@@ -45,16 +45,6 @@ from urllib.parse import urlparse
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS_DIR = ROOT / "bench" / "results"
-
-#: The project's import roots, as the Makefile exports them: a module run as `python -m bench`
-#: (not through `make bench`) and every process it starts see the same packages.
-PROJECT_PATHS = [str(ROOT / p) for p in ("infra", "layers/shared/python", "layers/serving/python",
-                                         "layers/training/python")] + [str(ROOT)]
-for _p in reversed(PROJECT_PATHS):
-    if _p not in sys.path:
-        sys.path.insert(0, _p)
-os.environ["PYTHONPATH"] = os.pathsep.join(
-    dict.fromkeys(PROJECT_PATHS + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]))
 ENDPOINTS_FILE = ROOT / ".movierecs" / "endpoints.json"
 SCHEMA_VERSION = 1
 

@@ -267,7 +267,7 @@ def _pg_setup(ctx: Ctx) -> None:
 def _ch_start(ctx: Ctx) -> subprocess.Popen:
     data = ctx.layout.data / "clickhouse"
     data.mkdir(parents=True, exist_ok=True)
-    env = ctx.base_env() | {"PYTHONPATH": str(ctx.layout.root / "infra")}
+    env = ctx.base_env()
     argv = [str(ctx.layout.project_python), "-m", "chdb_http", "--host", HOST, "--port", str(ctx.port("clickhouse")),
             "--data-dir", str(data)]
     return procs.spawn(argv, log=ctx.layout.logs / "clickhouse.log", env=env, cwd=ctx.layout.root)

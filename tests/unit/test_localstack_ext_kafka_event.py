@@ -11,9 +11,7 @@ from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "infra" / "localstack_ext"))
-
-from movierecs_localstack.kafka_event import (  # noqa: E402
+from movierecs_localstack.kafka_event import (
     Batcher,
     OffsetGuard,
     RetryPolicy,
