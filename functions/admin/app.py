@@ -1,39 +1,25 @@
 """admin: model reload/retrain/listing, usage stats and recent errors (admin key required)."""
 from __future__ import annotations
 
-import os
-
 from movierecs_core import admin
 from movierecs_core.clickhouse import get_client
 from movierecs_core.config import settings
 from movierecs_core.errors import bad_request, unavailable
-from movierecs_core.models import s3_client
+from movierecs_core.stores.aws import Clients
 from movierecs_core.validation import parse_bounded
 from movierecs_core.web import ApiApp, json_response
+from movierecs_serving import ModelStore
 
 cfg = settings()
 app = ApiApp("movierecs-admin", "admin")
-_clients: dict[str, object] = {}
+_client = Clients()  # boto3 clients created on first use (they cost ~0.1 s each to build)
+_stores: list[ModelStore] = []
 
 
-def _client(name: str):
-    """boto3 clients created on first use (they cost ~0.1 s each to build)."""
-    if name not in _clients:
-        if name == "s3":
-            _clients[name] = s3_client()
-        else:
-            import boto3
-
-            _clients[name] = boto3.client(name)
-    return _clients[name]
-
-
-def _store():
-    from movierecs_serving import ModelStore
-
-    if "store" not in _clients:
-        _clients["store"] = ModelStore(_client("s3"), cfg.model_bucket, prefix=cfg.model_prefix)
-    return _clients["store"]
+def _store() -> ModelStore:
+    if not _stores:
+        _stores.append(ModelStore(_client("s3"), cfg.model_bucket, prefix=cfg.model_prefix))
+    return _stores[0]
 
 
 def _authorize() -> None:
@@ -80,5 +66,4 @@ def stats():
 def errors():
     _authorize()
     limit = parse_bounded("limit", app.query("limit"), 1, 500, 50)
-    groups = [g.strip() for g in os.environ.get("FUNCTION_LOG_GROUPS", "").split(",") if g.strip()]
-    return json_response(admin.errors(_client("logs"), groups, limit))
+    return json_response(admin.errors(_client("logs"), list(cfg.function_log_groups), limit))

@@ -12,8 +12,7 @@ import pytest
 from movierecs_core import service
 from movierecs_core.catalog import Catalog
 from movierecs_core.errors import ApiError
-from movierecs_core.models import ModelHolder
-from movierecs_serving import write_artifact
+from movierecs_serving import ModelHolder, write_artifact
 
 V1 = "20261127T000000Z-00000001"
 V2 = "20261127T010000Z-00000002"

@@ -12,12 +12,15 @@ from movierecs_serving.artifact import (
     is_valid_version,
     write_artifact,
 )
+from movierecs_serving.holder import ModelHolder, ModelUnavailable
 from movierecs_serving.recommender import Recommendation, Recommender, UnknownItemError
 from movierecs_serving.store import ModelNotFoundError, ModelStore
 
 __all__ = [
     "ArtifactError",
     "ModelArtifact",
+    "ModelHolder",
+    "ModelUnavailable",
     "ModelNotFoundError",
     "ModelStore",
     "Recommendation",

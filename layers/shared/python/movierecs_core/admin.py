@@ -13,7 +13,7 @@ import time
 import uuid
 from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
-from typing import Any
+from typing import Any, Protocol
 
 from .errors import ApiError, bad_request, not_found, unavailable
 from .events import format_ts
@@ -31,14 +31,30 @@ def check_key(provided: str | None, expected: str) -> None:
 
 
 # -- models ------------------------------------------------------------------------------
-def reload(store: Any, version: str | None, cache_dir: str) -> dict[str, str]:
+class ModelStoreAPI(Protocol):
+    """What the admin endpoints need of ``movierecs_serving.ModelStore`` (given, never imported)."""
+
+    NotFound: type[Exception]
+    Invalid: type[Exception]
+
+    @staticmethod
+    def is_valid_version(version: object) -> bool: ...
+
+    def current_version(self) -> str | None: ...
+
+    def list_versions(self) -> list[dict[str, Any]]: ...
+
+    def load(self, version: str, cache_dir: str) -> Any: ...
+
+    def promote(self, version: str) -> Any: ...
+
+
+def reload(store: ModelStoreAPI, version: str | None, cache_dir: str) -> dict[str, str]:
     """Verify ``version`` (download + checksums) and point ``models/CURRENT`` at it.
 
     ``version`` None means the currently promoted one (re-verified and re-announced).
     """
-    from movierecs_serving import ArtifactError, ModelNotFoundError, is_valid_version
-
-    if version is not None and (not isinstance(version, str) or not is_valid_version(version)):
+    if version is not None and (not isinstance(version, str) or not store.is_valid_version(version)):
         raise bad_request(
             f"'version' must look like 20261127T031500Z-1a2b3c4d (see GET /admin/models), got {json.dumps(version)[:60]}"
         )
@@ -51,14 +67,14 @@ def reload(store: Any, version: str | None, cache_dir: str) -> dict[str, str]:
     try:
         store.load(target, cache_dir)
         store.promote(target)
-    except ModelNotFoundError:
+    except store.NotFound:
         raise not_found(f"model version {target} does not exist; GET /admin/models lists the versions") from None
-    except ArtifactError as exc:
+    except store.Invalid as exc:
         raise ApiError(409, f"model version {target} failed verification and was not promoted: {exc}") from None
     return {"model_version": target}
 
 
-def models(store: Any) -> dict[str, Any]:
+def models(store: ModelStoreAPI) -> dict[str, Any]:
     """The contract's ``{"current", "versions": [...]}``, newest first."""
     try:
         current = store.current_version()

@@ -113,12 +113,12 @@ def cmd_load(args) -> int:
 
 
 def cmd_train(args) -> int:
-    from movierecs_training import train
+    from movierecs_training import recipe, train
 
     p = train.Params.from_dict(_params(args))
     t0 = time.perf_counter()
     df = _interactions(args.data, p)
-    folder = train.train_artifact(df, args.out, p, evaluate=not args.no_eval)
+    folder = recipe.train_artifact(df, args.out, p, evaluate=not args.no_eval)
     _p(f"trained {folder.name} in {time.perf_counter() - t0:.1f}s -> {folder}")
     return 0
 

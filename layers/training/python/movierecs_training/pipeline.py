@@ -21,7 +21,8 @@ import numpy as np
 import pandas as pd
 
 from movierecs_serving import ModelArtifact, ModelStore
-from movierecs_training.train import COLUMNS, Params, combine, likes_to_interactions, ratings_to_interactions, train_artifact
+from movierecs_training.recipe import train_artifact
+from movierecs_training.train import COLUMNS, Params, combine, likes_to_interactions, ratings_to_interactions
 
 log = logging.getLogger(__name__)
 RAW_COLUMNS = COLUMNS + ["rating"]

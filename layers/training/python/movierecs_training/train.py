@@ -205,21 +205,3 @@ def describe(interactions: pd.DataFrame) -> dict[str, Any]:
         "ratings": int(src.get("rating", 0)),
         "likes": int(src.get("like", 0)),
     }
-
-
-def train_artifact(interactions: pd.DataFrame | str | os.PathLike[str], out_dir: str | os.PathLike[str],
-                   params: Params | dict | None = None, *, evaluate: bool = True, truth: pd.DataFrame | None = None) -> Path:
-    """Interactions (frame or Parquet path) -> artifact folder; with ``evaluate`` its report.json
-    holds the time-split evaluation of the same recipe (fit on the earlier 90 %, scored on the
-    later 10 % of ``truth``: all interactions, unweighted; default ``interactions``)."""
-    df = interactions if isinstance(interactions, pd.DataFrame) else read_interactions(interactions)
-    p = params if isinstance(params, Params) else Params.from_dict(params)
-    report: dict[str, Any] = {}
-    metrics: dict[str, Any] = {}
-    if evaluate:
-        from movierecs_training.evaluate import time_split_report
-
-        report = time_split_report(df, p, truth=truth)
-        metrics = report.get("summary", {})
-    fitted = fit(df, p)
-    return write_model(fitted, df, out_dir, metrics=metrics, report=report)
