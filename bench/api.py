@@ -57,10 +57,9 @@ def _clients(endpoints: dict) -> dict[str, Any]:
 
 
 def _ch(endpoints: dict):
-    import clickhouse_connect
+    from movierecs_core.stores import clickhouse
 
-    u = urlparse(endpoints["clickhouse"])
-    return clickhouse_connect.get_client(host=u.hostname, port=u.port, database="movierecs", compress=False)
+    return clickhouse.connect(endpoints["clickhouse"])
 
 
 # --------------------------------------------------------------------------- latency through the API

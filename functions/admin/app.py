@@ -2,10 +2,10 @@
 from __future__ import annotations
 
 from movierecs_core import admin
-from movierecs_core.clickhouse import get_client
 from movierecs_core.config import settings
-from movierecs_core.errors import bad_request, unavailable
+from movierecs_core.errors import bad_request
 from movierecs_core.stores.aws import Clients
+from movierecs_core.stores.clickhouse import get_client
 from movierecs_core.validation import parse_bounded
 from movierecs_core.web import ApiApp, json_response
 from movierecs_serving import ModelStore
@@ -53,13 +53,7 @@ def models():
 def stats():
     _authorize()
     minutes = parse_bounded("minutes", app.query("minutes"), 1, 1440, 60)
-    try:
-        ch = get_client(cfg.clickhouse_url)
-        return json_response(admin.stats(ch, minutes))
-    except Exception as exc:
-        if getattr(exc, "status", None):
-            raise
-        raise unavailable(f"the telemetry store (ClickHouse) is unavailable ({type(exc).__name__})") from exc
+    return json_response(admin.stats(get_client(cfg.clickhouse_url), minutes))
 
 
 @app.route("/admin/errors", methods=["GET"])

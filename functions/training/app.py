@@ -84,13 +84,10 @@ _clients: dict[str, Any] = {}
 def _client(service: str) -> Any:
     """One boto3 client per service per environment; path-style S3 for an emulator endpoint."""
     if service not in _clients:
-        import boto3
-        from botocore.config import Config
+        from movierecs_core.stores import aws
 
-        cfg = Config(retries={"max_attempts": 3, "mode": "standard"},
-                     s3={"addressing_style": "path"} if os.environ.get("AWS_ENDPOINT_URL") else {},
-                     read_timeout=900 if service == "lambda" else 60)
-        _clients[service] = boto3.client(service, config=cfg)
+        _clients[service] = aws.client(service, retries=3, retry_mode="standard",
+                                       read_timeout=900 if service == "lambda" else 60)
     return _clients[service]
 
 

@@ -139,7 +139,7 @@ def test_a_model_holding_every_rating_reads_only_likes(tmp_path):
 
 
 def test_history_lists_each_liked_movie_once_newest_first():
-    from movierecs_core.interactions import user_history
+    from movierecs_core.stores.clickhouse import user_history
 
     ch = FakeCh()
     ch.likes += [("a", 5, 10, datetime(2026, 1, 3, tzinfo=timezone.utc)),

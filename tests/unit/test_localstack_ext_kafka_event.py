@@ -5,9 +5,7 @@ for kafka-python's ConsumerRecord."""
 from __future__ import annotations
 
 import base64
-import sys
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import pytest
 

@@ -7,9 +7,7 @@ the real LocalStack in tests/integration/test_localstack_threads.py.)
 
 from __future__ import annotations
 
-import sys
 import threading
-from pathlib import Path
 
 from movierecs_localstack.threads import PRUNE_EVERY, PruningThreadList
 

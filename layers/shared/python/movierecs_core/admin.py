@@ -17,6 +17,7 @@ from typing import Any, Protocol
 
 from .errors import ApiError, bad_request, not_found, unavailable
 from .events import format_ts
+from .stores import Unavailable, clickhouse
 
 
 # -- key ---------------------------------------------------------------------------------
@@ -102,21 +103,6 @@ def retrain(sfn: Any, state_machine_arn: str) -> dict[str, str]:
 
 
 # -- stats -------------------------------------------------------------------------------
-_REQUESTS_SQL = """
-SELECT toStartOfMinute(ts) AS t, count() AS n, countIf(status >= 500) AS e,
-       quantile(0.5)(latency_ms) AS p50, quantile(0.95)(latency_ms) AS p95
-FROM requests
-WHERE ts >= {since:DateTime64(3, 'UTC')}
-GROUP BY t ORDER BY t
-"""
-_LIKES_SQL = """
-SELECT toStartOfMinute(ts) AS t, uniqExact(event_id) AS n
-FROM likes
-WHERE ts >= {since:DateTime64(3, 'UTC')}
-GROUP BY t ORDER BY t
-"""
-
-
 def _minute(t: Any) -> datetime:
     if isinstance(t, datetime):
         return (t if t.tzinfo else t.replace(tzinfo=timezone.utc)).replace(second=0, microsecond=0)
@@ -131,8 +117,13 @@ def stats(ch: Any, minutes: int, now: datetime | None = None) -> dict[str, Any]:
     """Per-minute series over the last ``minutes`` minutes; count series have every minute (0 if idle)."""
     now = (now or datetime.now(timezone.utc)).replace(second=0, microsecond=0)
     start = now - timedelta(minutes=minutes - 1)
-    req_rows = ch.query(_REQUESTS_SQL, parameters={"since": start}).result_rows
-    like_rows = ch.query(_LIKES_SQL, parameters={"since": start}).result_rows
+    try:
+        req_rows = clickhouse.request_minutes(ch, start)
+        like_rows = clickhouse.like_minutes(ch, start)
+    except Unavailable:
+        raise
+    except Exception as exc:
+        raise Unavailable(f"the telemetry store (ClickHouse) is unavailable ({type(exc).__name__})") from exc
     req = {_minute(t): (int(n), int(e), float(p50), float(p95)) for t, n, e, p50, p95 in req_rows}
     lik = {_minute(t): int(n) for t, n in like_rows}
     grid = [start + timedelta(minutes=i) for i in range(minutes)]

@@ -12,9 +12,10 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from .catalog import Catalog
-from .errors import ApiError, not_found, unavailable
+from .errors import ApiError, from_unavailable, not_found, unavailable
 from .events import format_ts
-from .interactions import user_history, user_likes
+from .stores import Unavailable, clickhouse
+from .stores.clickhouse import user_history, user_likes
 
 # Extra candidates asked from the model, in case a movie is missing from the catalogue.
 _MARGIN = 5
@@ -49,9 +50,8 @@ class Reads:
             raise
         except Exception as exc:
             self.reset_clickhouse()
-            raise unavailable(
-                f"the interactions store (ClickHouse) is unavailable ({type(exc).__name__}); retry shortly"
-            ) from exc
+            down = exc if isinstance(exc, Unavailable) else clickhouse.unavailable(exc)
+            raise from_unavailable(down) from exc
 
     def model(self) -> Any:
         """The Recommender being served; no servable model is a 503."""

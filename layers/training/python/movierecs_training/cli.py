@@ -46,13 +46,11 @@ def _aws_endpoint(endpoints: dict[str, Any]) -> str:
 
 
 def _boto(service: str, endpoint_url: str):
-    import boto3
-    from botocore.config import Config
+    from movierecs_core.stores import aws
 
-    return boto3.client(service, endpoint_url=endpoint_url, region_name="us-east-1",
-                        aws_access_key_id=os.environ.get("AWS_ACCESS_KEY_ID", "test"),
-                        aws_secret_access_key=os.environ.get("AWS_SECRET_ACCESS_KEY", "test"),
-                        config=Config(s3={"addressing_style": "path"}, retries={"max_attempts": 3}))
+    return aws.client(service, endpoint_url=endpoint_url, region="us-east-1",
+                      credentials=(os.environ.get("AWS_ACCESS_KEY_ID", "test"),
+                                   os.environ.get("AWS_SECRET_ACCESS_KEY", "test")))
 
 
 def model_bucket(endpoint_url: str, stack: str = STACK) -> str:
@@ -185,9 +183,9 @@ def cmd_bootstrap(args) -> int:
         return 0
     # train on what ClickHouse holds (ratings + any likes), as the retraining workflow does,
     # so a bootstrap after a LocalStack restart (S3 is not durable) keeps the users' likes
-    from movierecs_training.load import ch_client
+    from movierecs_core.stores import clickhouse
 
-    client = ch_client(ep["clickhouse"])
+    client = clickhouse.connect(ep["clickhouse"])
     try:
         raw = pipeline.extract_frame(client)
     finally:

@@ -7,10 +7,8 @@ extract (ClickHouse -> Parquet in S3) -> train (Parquet -> candidate version, un
 """
 from __future__ import annotations
 
-import json
 import logging
 import secrets
-import shutil
 import tempfile
 import time
 from datetime import datetime, timezone
@@ -20,6 +18,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from movierecs_core.stores import clickhouse
 from movierecs_serving import ModelArtifact, ModelStore
 from movierecs_training.recipe import train_artifact
 from movierecs_training.train import COLUMNS, Params, combine, likes_to_interactions, ratings_to_interactions
@@ -32,10 +31,9 @@ DEFAULT_TOLERANCE = 0.02
 # -- low level -----------------------------------------------------------------------
 def extract_frame(ch_client, database: str = "movierecs") -> pd.DataFrame:
     """Raw interactions: every rating (weight 1, its rating kept) and every like (rating 0)."""
-    r = ch_client.query_df(f"SELECT user_id, movie_id, rating, ts FROM {database}.ratings FINAL")
+    r = clickhouse.read_ratings(ch_client, database)
     try:
-        lk = ch_client.query_df(
-            f"SELECT user_id, movie_id, max(ts) AS ts FROM {database}.likes FINAL GROUP BY user_id, movie_id")
+        lk = clickhouse.read_latest_likes(ch_client, database)
     except Exception as e:  # no likes table yet: ratings alone
         log.warning("no likes read from ClickHouse (%s); training on ratings only", str(e).splitlines()[0][:200])
         lk = pd.DataFrame()
@@ -149,13 +147,11 @@ def _download(s3, bucket: str, key: str, dest: Path) -> Path:
 
 
 def extract(event: dict, *, s3, bucket: str, clickhouse_url: str, prefix: str = "models/", database: str = "movierecs") -> dict[str, Any]:
-    from movierecs_training.load import ch_client
-
     run_id = event.get("run_id") or datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ") + "-" + secrets.token_hex(4)
     key = f"training/{run_id}/interactions.parquet"
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "interactions.parquet"
-        client = ch_client(clickhouse_url)
+        client = clickhouse.connect(clickhouse_url)
         try:
             info = extract_interactions(client, path, database)
         finally:

@@ -1,14 +1,16 @@
-"""The Kafka producer of an execution environment (kafka-python), created once and reused.
+"""Kafka: the producer of an execution environment (kafka-python), created once and reused.
 
 ``send_and_wait`` returns only after the broker acknowledged the record (acks='all'), so the
-API's 202 is never a lie; when the broker is unreachable it raises a 503 ``ApiError``.
+API's 202 is never a lie; when the broker is unreachable it raises the neutral
+``Unavailable`` (the web layer answers 503). The consumer side is the event source mapping:
+records arrive as a Lambda event (``movierecs_core.consumer``).
 """
 from __future__ import annotations
 
 import threading
 from typing import Any
 
-from .errors import unavailable
+from . import Unavailable
 
 _lock = threading.Lock()
 _producers: dict[str, Any] = {}
@@ -41,7 +43,7 @@ def get_producer(bootstrap: str) -> Any:
             try:
                 p = _new_producer(bootstrap)
             except Exception as exc:
-                raise unavailable(
+                raise Unavailable(
                     f"the event broker is unavailable ({type(exc).__name__}); the like was not recorded, retry shortly"
                 ) from exc
             _producers[bootstrap] = p
@@ -66,6 +68,6 @@ def send_and_wait(bootstrap: str, topic: str, key: bytes, value: bytes, timeout:
         return producer.send(topic, key=key, value=value).get(timeout=timeout)
     except Exception as exc:
         reset_producer(bootstrap)
-        raise unavailable(
+        raise Unavailable(
             f"the event broker did not acknowledge the like ({type(exc).__name__}); it was not recorded, retry shortly"
         ) from exc
