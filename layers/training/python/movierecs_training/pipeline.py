@@ -146,7 +146,10 @@ def _download(s3, bucket: str, key: str, dest: Path) -> Path:
     return dest
 
 
-def extract(event: dict, *, s3, bucket: str, clickhouse_url: str, prefix: str = "models/", database: str = "movierecs") -> dict[str, Any]:
+def extract(event: dict, *, s3, bucket: str, clickhouse_url: str, prefix: str = "models/",
+            database: str | None = None) -> dict[str, Any]:
+    """ClickHouse -> training/<run_id>/interactions.parquet; ``database`` default: the URL's."""
+    database = database or clickhouse.database_of(clickhouse_url)
     run_id = event.get("run_id") or datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ") + "-" + secrets.token_hex(4)
     key = f"training/{run_id}/interactions.parquet"
     with tempfile.TemporaryDirectory() as tmp:

@@ -75,6 +75,11 @@ def client_kwargs(url: str) -> dict[str, Any]:
     return kw
 
 
+def database_of(url: str) -> str:
+    """The database a URL names (``movierecs`` when it names none, and for a chdb: DSN)."""
+    return client_kwargs(url).get("database", DATABASE)
+
+
 def unavailable(exc: BaseException) -> Unavailable:
     """The neutral error for a ClickHouse failure (the message the API shows)."""
     return Unavailable(f"the interactions store (ClickHouse) is unavailable ({type(exc).__name__}); retry shortly")
