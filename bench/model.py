@@ -33,7 +33,7 @@ from bench import harness
 ROOT = harness.ROOT
 
 from movierecs_serving import ModelArtifact, Recommender  # noqa: E402
-from movierecs_training import data, evaluate, train  # noqa: E402
+from movierecs_training import data, evaluate, params, train  # noqa: E402
 
 CUTOFF = "2000-12-01"
 
@@ -41,7 +41,7 @@ CUTOFF = "2000-12-01"
 def quality(ratings: pd.DataFrame) -> tuple[list[dict], dict]:
     """Tuned = the defaults (rating-weighted); seed = factors 200, alpha 40, implicit's other defaults, binary."""
     tuned = train.Params()
-    seed = train.Params(**{**train.Params().to_dict(), **train.SEED_PARAMS, "weighting": "binary"})
+    seed = train.Params(**{**train.Params().to_dict(), **params.SEED_PARAMS, "weighting": "binary"})
     truth = train.ratings_to_interactions(ratings, "binary")  # relevant: every later rating, whatever the recipe
     res = {}
     for name, p in (("tuned", tuned), ("seed", seed)):

@@ -13,11 +13,13 @@ from movierecs_serving.artifact import (
     write_artifact,
 )
 from movierecs_serving.holder import ModelHolder, ModelUnavailable
-from movierecs_serving.recommender import Recommendation, Recommender, UnknownItemError
+from movierecs_serving.manifest import Manifest, TrainingData
+from movierecs_serving.recommender import Recommendation, Recommender, Strategy, UnknownItemError
 from movierecs_serving.store import ModelNotFoundError, ModelStore
 
 __all__ = [
     "ArtifactError",
+    "Manifest",
     "ModelArtifact",
     "ModelHolder",
     "ModelUnavailable",
@@ -25,6 +27,8 @@ __all__ = [
     "ModelStore",
     "Recommendation",
     "Recommender",
+    "Strategy",
+    "TrainingData",
     "UnknownItemError",
     "is_valid_version",
     "new_version",

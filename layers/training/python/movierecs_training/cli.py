@@ -19,6 +19,7 @@ from urllib.parse import urlparse
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # implicit runs its own threads
 
 from movierecs_training.data import REPO
+from movierecs_training.params import WEIGHTINGS
 
 DEFAULT_MODELS = REPO / ".movierecs" / "models"
 STACK = "movierecs"
@@ -209,7 +210,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--regularization", type=float)
         p.add_argument("--alpha", type=float)
         p.add_argument("--iterations", type=int)
-        p.add_argument("--weighting", choices=["binary", "positive", "rating"])
+        p.add_argument("--weighting", choices=list(WEIGHTINGS))
         p.add_argument("--params", help="JSON object of hyperparameters (the flags above override it)")
 
     data_help = "ml-1m, ml-100k (fetched on demand), a folder with ratings.dat/movies.dat/users.dat, or an interactions .parquet"
