@@ -12,13 +12,13 @@ from movierecs_serving import ModelStore
 
 cfg = settings()
 app = ApiApp("movierecs-admin", "admin")
-_client = Clients()  # boto3 clients created on first use (they cost ~0.1 s each to build)
+_clients = Clients()  # boto3 clients created on first use (they cost ~0.1 s each to build)
 _stores: list[ModelStore] = []
 
 
 def _store() -> ModelStore:
     if not _stores:
-        _stores.append(ModelStore(_client("s3"), cfg.model_bucket, prefix=cfg.model_prefix))
+        _stores.append(ModelStore(_clients["s3"], cfg.model_bucket, prefix=cfg.model_prefix))
     return _stores[0]
 
 
@@ -40,7 +40,7 @@ def reload():
 @app.route("/admin/retrain", methods=["POST"])
 def retrain():
     _authorize()
-    return json_response(admin.retrain(_client("stepfunctions"), cfg.state_machine_arn), status=202)
+    return json_response(admin.retrain(_clients["stepfunctions"], cfg.state_machine_arn), status=202)
 
 
 @app.route("/admin/models", methods=["GET"])
@@ -60,4 +60,4 @@ def stats():
 def errors():
     _authorize()
     limit = parse_bounded("limit", app.query("limit"), 1, 500, 50)
-    return json_response(admin.errors(_client("logs"), list(cfg.function_log_groups), limit))
+    return json_response(admin.errors(_clients["logs"], list(cfg.function_log_groups), limit))

@@ -8,6 +8,7 @@ to import.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from typing import Any
 
 #: The serving functions' S3 settings: bounded retries and short timeouts, so that a missing
@@ -53,17 +54,17 @@ def s3_client() -> Any:
     return client("s3", **REQUEST_PATH)
 
 
-class Clients:
-    """boto3 clients of one execution environment, each built on first use and then kept.
+class Clients(dict[str, Any]):
+    """boto3 clients of one execution environment by service name, each built on first use.
 
-    ``settings(service)`` gives the keyword arguments of ``client`` for that service.
+    ``settings(service)`` gives the keyword arguments of ``client`` for that service. A plain
+    dict of fakes stands in for it in unit tests.
     """
 
-    def __init__(self, settings: Any = None) -> None:
+    def __init__(self, settings: Callable[[str], dict[str, Any]] | None = None) -> None:
+        super().__init__()
         self._settings = settings or (lambda service: REQUEST_PATH if service == "s3" else {})
-        self._made: dict[str, Any] = {}
 
-    def __call__(self, service: str) -> Any:
-        if service not in self._made:
-            self._made[service] = client(service, **self._settings(service))
-        return self._made[service]
+    def __missing__(self, service: str) -> Any:
+        made = self[service] = client(service, **self._settings(service))
+        return made
