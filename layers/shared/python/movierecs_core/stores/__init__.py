@@ -9,6 +9,12 @@ alone turns it into a 503; the consumer lets it propagate so the batch is retrie
 """
 from __future__ import annotations
 
+import threading
+from collections.abc import Callable
+from typing import Generic, TypeVar
+
+T = TypeVar("T")
+
 
 class Unavailable(Exception):
     """A store did not answer (down, restarting, timed out); retrying later may work.
@@ -17,4 +23,38 @@ class Unavailable(Exception):
     """
 
 
-__all__ = ["Unavailable"]
+class Shared(Generic[T]):
+    """One client per address for the whole execution environment, built on first use.
+
+    Why: a Lambda environment serves invocation after invocation; a client built once keeps
+    its connection (a ClickHouse client costs a round trip to build, a Kafka producer a
+    metadata exchange). ``make`` builds one (and may raise ``Unavailable``), ``close`` ends
+    one that ``reset`` dropped after a failure, so the next call builds it afresh.
+    """
+
+    def __init__(self, make: Callable[[str], T], close: Callable[[T], None]) -> None:
+        self._make, self._close = make, close
+        self._lock = threading.Lock()
+        self._made: dict[str, T] = {}
+
+    def __contains__(self, address: object) -> bool:
+        return address in self._made
+
+    def get(self, address: str) -> T:
+        with self._lock:
+            made = self._made.get(address)
+            if made is None:
+                made = self._made[address] = self._make(address)
+            return made
+
+    def reset(self, address: str) -> None:
+        with self._lock:
+            made = self._made.pop(address, None)
+        if made is not None:
+            try:
+                self._close(made)
+            except Exception:
+                pass
+
+
+__all__ = ["Shared", "Unavailable"]

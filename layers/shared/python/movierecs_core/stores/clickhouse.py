@@ -19,7 +19,6 @@ compose.yaml); ``create_tables`` applies the same file to any database.
 from __future__ import annotations
 
 import re
-import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -27,7 +26,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlparse
 
-from . import Unavailable
+from . import Shared, Unavailable
 
 DATABASE = "movierecs"
 #: The schema file, in the repository (not shipped in the Lambda layer: only tests and the
@@ -39,8 +38,6 @@ DEAD_LETTER_COLUMNS = ["ts", "topic", "partition", "offset", "key", "value", "re
 REQUEST_COLUMNS = ["ts", "function", "route", "status", "latency_ms", "model_version", "request_id"]
 
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-_lock = threading.Lock()
-_clients: dict[str, Any] = {}
 
 
 # -- URL and clients ---------------------------------------------------------------------
@@ -85,32 +82,27 @@ def unavailable(exc: BaseException) -> Unavailable:
     return Unavailable(f"the interactions store (ClickHouse) is unavailable ({type(exc).__name__}); retry shortly")
 
 
+def _make(url: str) -> Any:
+    import clickhouse_connect  # ~0.1 s: imported on first use, not in the function's init
+
+    kwargs = client_kwargs(url)  # a bad URL is a ValueError, not an outage
+    try:
+        return clickhouse_connect.get_client(**kwargs)
+    except Exception as exc:
+        raise unavailable(exc) from exc
+
+
+_clients: Shared[Any] = Shared(_make, lambda c: c.close())
+
+
 def get_client(url: str) -> Any:
     """The shared client for ``url`` (created on first use; creation does a round trip)."""
-    with _lock:
-        c = _clients.get(url)
-        if c is None:
-            import clickhouse_connect  # ~0.1 s: imported on first use, not in the function's init
-
-            try:
-                c = clickhouse_connect.get_client(**client_kwargs(url))
-            except ValueError:
-                raise
-            except Exception as exc:
-                raise unavailable(exc) from exc
-            _clients[url] = c
-        return c
+    return _clients.get(url)
 
 
 def reset_client(url: str) -> None:
     """Forget the client (after a connection failure, the next call makes a new one)."""
-    with _lock:
-        c = _clients.pop(url, None)
-    if c is not None:
-        try:
-            c.close()
-        except Exception:
-            pass
+    _clients.reset(url)
 
 
 def connect(url: str) -> Any:
