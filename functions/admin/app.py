@@ -53,7 +53,9 @@ def models():
 def stats():
     _authorize()
     minutes = parse_bounded("minutes", app.query("minutes"), 1, 1440, 60)
-    return json_response(admin.stats(get_client(cfg.clickhouse_url), minutes))
+    series = admin.stats(get_client(cfg.clickhouse_url), minutes)
+    series["consumer_lag"] = admin.consumer_lag(cfg.kafka_bootstrap, cfg.kafka_consumer_group, cfg.kafka_topic)
+    return json_response(series)
 
 
 @app.route("/admin/errors", methods=["GET"])

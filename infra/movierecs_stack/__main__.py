@@ -13,7 +13,7 @@ from .stack import Stack, say
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m movierecs_stack",
                                  description="Run the MovieRecs local cloud (PostgreSQL, chDB ClickHouse endpoint, "
-                                             "LocalStack, Tansu Kafka, frontend) on 127.0.0.1 without Docker.")
+                                             "LocalStack, Apache Kafka, frontend) on 127.0.0.1 without Docker.")
     sub = ap.add_subparsers(dest="cmd", required=True)
     up = sub.add_parser("up", help="start everything (keeps what already runs), deploy, bootstrap data, "
                                    "write .movierecs/endpoints.json")

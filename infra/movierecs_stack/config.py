@@ -13,7 +13,7 @@ PORTS: dict[str, tuple[int, str]] = {
     "clickhouse": (18123, "MOVIERECS_CLICKHOUSE_PORT"),
     "localstack": (4566, "MOVIERECS_LOCALSTACK_PORT"),
     "kafka": (19092, "MOVIERECS_KAFKA_PORT"),
-    "kafka_s3": (19000, "MOVIERECS_KAFKA_S3_PORT"),  # s3lite: Tansu's durable storage
+    "kafka_controller": (19093, "MOVIERECS_KAFKA_CONTROLLER_PORT"),  # the broker's KRaft controller listener
     "frontend": (13000, "MOVIERECS_FRONTEND_PORT"),
 }
 
@@ -21,7 +21,6 @@ LOCALSTACK_SERVICES = ("lambda,s3,iam,sts,logs,apigateway,stepfunctions,events,s
                        "ssm,secretsmanager")
 KAFKA_TOPIC = "interactions"
 KAFKA_PARTITIONS = 3
-TANSU_BUCKET = "tansu"
 HOST = "127.0.0.1"
 
 
@@ -86,8 +85,4 @@ class Layout:
     @property
     def sam_bin(self) -> Path:
         return self.state / "venvs" / "sam" / "bin"
-
-    @property
-    def tansu(self) -> Path:
-        return self.state / "bin" / "tansu"
 

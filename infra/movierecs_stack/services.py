@@ -19,7 +19,8 @@ from pathlib import Path
 from typing import Callable
 
 from . import procs
-from .config import (HOST, KAFKA_PARTITIONS, KAFKA_TOPIC, LOCALSTACK_SERVICES, TANSU_BUCKET, Layout, port_for)
+from . import kafka_broker
+from .config import HOST, KAFKA_TOPIC, LOCALSTACK_SERVICES, Layout, port_for
 
 AWS_ENV = {"AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test", "AWS_DEFAULT_REGION": "us-east-1",
            "AWS_REGION": "us-east-1"}
@@ -123,9 +124,16 @@ class Service:
     enabled: Callable[[Ctx], bool] = lambda ctx: True
     # what the running process was started from (code, binary, settings): a change means restart
     fingerprint: Callable[[Ctx], str] = lambda ctx: ""
+    # checked for every service before any starts (settings, installed binaries): raise ServiceError
+    preflight: Callable[[Ctx], None] = lambda ctx: None
+    # other ports the process listens on (port keys), checked like the main one
+    extra_ports: tuple[str, ...] = ()
 
     def port(self, ctx: Ctx) -> int:
         return ctx.port(self.port_key)
+
+    def port_keys(self) -> tuple[str, ...]:
+        return (self.port_key, *self.extra_ports)
 
     def log(self, ctx: Ctx) -> Path:
         return ctx.layout.logs / f"{self.name}.log"
@@ -299,8 +307,7 @@ def localstack_env(ctx: Ctx) -> dict[str, str]:
         "MOVIERECS_MSK_BOOTSTRAP": ctx.kafka_bootstrap,
         "MOVIERECS_ROOT": str(ctx.layout.root),
         # Twisted gateway thread pool (default 1000): it grows to the peak number of requests
-        # in flight and never shrinks. Tansu's conditional-PUT retry storms on its meta.json
-        # (while its storage was LocalStack's S3) grew it to the full 1000 threads.
+        # in flight and never shrinks (a retry storm once grew it to the full 1000 threads).
         # 200 is far above what the app needs (bench.load: <= 80 clients; a Lambda holding a
         # request while its handler calls back through the gateway needs 2): excess requests
         # queue instead of spawning threads.
@@ -319,6 +326,14 @@ def _ls_start(ctx: Ctx) -> subprocess.Popen:
                        log=ctx.layout.logs / "localstack.log", env=localstack_env(ctx), cwd=root)
 
 
+def ensure_bucket(ctx: Ctx, bucket: str) -> None:
+    s3 = ctx.s3()
+    try:
+        s3.head_bucket(Bucket=bucket)
+    except Exception:
+        s3.create_bucket(Bucket=bucket)
+
+
 def _ls_ready(ctx: Ctx) -> bool:
     status, body = http_get(ctx.localstack_url + "/_localstack/health", 5.0)
     if status != 200:
@@ -329,59 +344,53 @@ def _ls_ready(ctx: Ctx) -> bool:
         return False
 
 
-# --- s3lite (Tansu's storage) -------------------------------------------------------------------------
-# Tansu's s3:// engine makes one conditional PUT per produced batch plus a watermark update,
-# and lists a partition's records on every fetch. LocalStack's S3 collapsed under that (412
-# storms, listings slowing as objects pile up) and forgot everything when it restarted, so
-# Tansu gets its own small disk-backed S3 server (infra/s3lite) in .movierecs/data/kafka.
-def s3lite_url(ctx: Ctx) -> str:
-    return f"http://{HOST}:{ctx.port('kafka_s3')}"
+# --- Kafka (Apache Kafka, KRaft) --------------------------------------------------------------------
+def broker_layout(ctx: Ctx) -> kafka_broker.BrokerLayout:
+    return kafka_broker.BrokerLayout(ctx.layout.state)
 
 
-def _s3lite_start(ctx: Ctx) -> subprocess.Popen:
-    data = ctx.layout.data / "kafka"
-    data.mkdir(parents=True, exist_ok=True)
-    env = ctx.base_env() | {"PYTHONPATH": str(ctx.layout.root / "infra")}
-    argv = [str(ctx.layout.project_python), "-m", "s3lite", "--port", str(ctx.port("kafka_s3")),
-            "--data-dir", str(data)]
-    return procs.spawn(argv, log=ctx.layout.logs / "s3lite.log", env=env, cwd=ctx.layout.root)
-
-
-def _s3lite_ready(ctx: Ctx) -> bool:
-    return http_get(s3lite_url(ctx) + "/", 1.0)[0] == 200
-
-
-def _s3lite_setup(ctx: Ctx) -> None:
-    req = urllib.request.Request(f"{s3lite_url(ctx)}/{TANSU_BUCKET}", method="PUT")  # CreateBucket, idempotent
-    with urllib.request.urlopen(req, timeout=5.0) as r:  # noqa: S310 - loopback only
-        if r.status != 200:
-            raise ServiceError(f"s3lite did not create bucket {TANSU_BUCKET!r}: HTTP {r.status}")
-
-
-# --- Tansu (Kafka) ------------------------------------------------------------------------------------
-def ensure_bucket(ctx: Ctx, bucket: str) -> None:
-    s3 = ctx.s3()
+def broker_settings(ctx: Ctx) -> kafka_broker.BrokerSettings:
     try:
-        s3.head_bucket(Bucket=bucket)
-    except Exception:
-        s3.create_bucket(Bucket=bucket)
+        return kafka_broker.BrokerSettings.from_env(ctx.env)
+    except kafka_broker.BrokerConfigError as exc:
+        raise ServiceError(str(exc)) from None
 
 
-def tansu_env(ctx: Ctx) -> dict[str, str]:
-    return ctx.base_env() | AWS_ENV | {"AWS_ENDPOINT": s3lite_url(ctx), "AWS_ALLOW_HTTP": "true",
-                                       "RUST_LOG": ctx.env.get("RUST_LOG", "warn")}
+def broker_env(ctx: Ctx) -> dict[str, str]:
+    return ctx.base_env() | {"LOG_DIR": str(ctx.layout.logs)}
 
 
-def _tansu_start(ctx: Ctx) -> subprocess.Popen:
-    url = f"tcp://{HOST}:{ctx.port('kafka')}"
-    argv = [str(ctx.layout.tansu), "broker", "--listener-url", url, "--advertised-listener-url", url,
-            "--storage-engine", f"s3://{TANSU_BUCKET}/"]
-    return procs.spawn(argv, log=ctx.layout.logs / "kafka.log", env=tansu_env(ctx), cwd=ctx.layout.state)
+def _kafka_preflight(ctx: Ctx) -> None:
+    """Before anything starts: the settings parse, Java and the broker's jars are there."""
+    broker_settings(ctx)
+    try:
+        kafka_broker.check_installed(broker_layout(ctx), broker_env(ctx))
+    except kafka_broker.BrokerConfigError as exc:
+        raise ServiceError(str(exc)) from None
 
 
-def _tansu_fp(ctx: Ctx) -> str:
-    """Where its storage lives: a broker still on another endpoint (e.g. LocalStack's S3) is restarted."""
-    return files_digest(ctx.layout.tansu, extra=tansu_env(ctx)["AWS_ENDPOINT"] + f" s3://{TANSU_BUCKET}/")
+def _kafka_start(ctx: Ctx) -> subprocess.Popen:
+    layout, settings, env = broker_layout(ctx), broker_settings(ctx), broker_env(ctx)
+    moved = kafka_broker.retire_foreign_data(layout.data)
+    if moved:
+        print(f"[stack] kafka: {layout.data} held the earlier broker's (Tansu's) log; moved to {moved}", flush=True)
+    kafka_broker.write_properties(layout, ctx.port("kafka"), ctx.port("kafka_controller"))
+    log = ctx.layout.logs / "kafka.log"
+    try:
+        kafka_broker.format_storage(settings, ctx.layout.root, layout, env, log)
+    except kafka_broker.BrokerConfigError as exc:
+        raise ServiceError(str(exc)) from None
+    return procs.spawn(kafka_broker.broker_argv(settings, ctx.layout.root, layout, env), log=log, env=env,
+                       cwd=ctx.layout.state)
+
+
+def _kafka_fp(ctx: Ctx) -> str:
+    """The jars, the JVM options and the broker configuration: a change restarts the broker."""
+    layout, settings = broker_layout(ctx), broker_settings(ctx)
+    jars = " ".join(sorted(p.name for p in layout.libs.glob("*.jar")))
+    props = kafka_broker.server_properties(layout.data, ctx.port("kafka"), ctx.port("kafka_controller"))
+    jvm = " ".join(kafka_broker.jvm_args(settings, ctx.layout.root, layout))
+    return files_digest(ctx.layout.root / "infra" / "kafka" / "log4j2.yaml", extra=jars + props + jvm)
 
 
 def kafka_topics(ctx: Ctx, timeout_ms: int = 5000) -> dict[str, int]:
@@ -395,14 +404,26 @@ def kafka_topics(ctx: Ctx, timeout_ms: int = 5000) -> dict[str, int]:
         out = {}
         for t in meta:  # kafka-python 2.x says "topic", 3.x says "name"
             name = t.get("name") or t.get("topic")
-            if name and not t.get("error_code"):
+            if name and not t.get("error_code") and not t.get("is_internal"):
                 out[name] = len(t.get("partitions") or [])
         return out
     finally:
         admin.close()
 
 
-def _tansu_ready(ctx: Ctx) -> bool:
+def consumer_lag_line(ctx: Ctx) -> str:
+    """``movierecs-consumer lag 0 (p0 12/12, ...)``: the likes mapping's committed offsets
+    against the log end (the group named in template.yaml, the functions' Settings default)."""
+    from movierecs_core.config import Settings
+    from movierecs_core.stores.kafka import consumer_lag
+
+    group = Settings().kafka_consumer_group
+    rows = consumer_lag(ctx.kafka_bootstrap, group, KAFKA_TOPIC)
+    parts = ", ".join(f"p{r['partition']} {r['committed']}/{r['end']}" for r in rows)
+    return f"{group} lag {sum(r['lag'] for r in rows)} ({parts})"
+
+
+def _kafka_ready(ctx: Ctx) -> bool:
     if not procs.port_open(ctx.port("kafka")):
         return False
     try:
@@ -412,24 +433,9 @@ def _tansu_ready(ctx: Ctx) -> bool:
         return False
 
 
-def _tansu_setup(ctx: Ctx) -> None:
-    from kafka import KafkaAdminClient
-    from kafka.admin import NewTopic
-    from kafka.errors import TopicAlreadyExistsError
-
-    if KAFKA_TOPIC in kafka_topics(ctx):
-        return
-    admin = KafkaAdminClient(bootstrap_servers=ctx.kafka_bootstrap, request_timeout_ms=10000,
-                             client_id="movierecs-stack")
-    try:
-        admin.create_topics([NewTopic(KAFKA_TOPIC, KAFKA_PARTITIONS, 1)])
-    except TopicAlreadyExistsError:
-        pass
-    finally:
-        admin.close()
-    deadline = time.monotonic() + 10
-    while KAFKA_TOPIC not in kafka_topics(ctx) and time.monotonic() < deadline:
-        time.sleep(0.2)
+def _kafka_setup(ctx: Ctx) -> None:
+    print(f"[stack] kafka: {kafka_broker.ensure_topic(ctx.kafka_bootstrap, broker_settings(ctx), KAFKA_TOPIC)}",
+          flush=True)
 
 
 # --- Frontend ----------------------------------------------------------------------------------------
@@ -485,14 +491,13 @@ CLICKHOUSE = Service("clickhouse", "clickhouse", "ClickHouse HTTP (chDB)", _ch_s
                      ready_timeout=60, fingerprint=_ch_fp)
 LOCALSTACK = Service("localstack", "localstack", "LocalStack", _ls_start, _ls_ready, ready_timeout=90,
                      fingerprint=_ls_fp, stop_timeout=40)
-S3LITE = Service("s3lite", "kafka_s3", "Kafka storage (s3lite)", _s3lite_start, _s3lite_ready, _s3lite_setup,
-                 ready_timeout=30, fingerprint=lambda ctx: files_digest(ctx.layout.root / "infra" / "s3lite"))
-KAFKA = Service("kafka", "kafka", "Kafka (Tansu)", _tansu_start, _tansu_ready, _tansu_setup, ready_timeout=30,
-                depends_on=("s3lite",), fingerprint=_tansu_fp)
+KAFKA = Service("kafka", "kafka", "Kafka (Apache Kafka, KRaft)", _kafka_start, _kafka_ready, _kafka_setup,
+                ready_timeout=90, stop_timeout=60, fingerprint=_kafka_fp, preflight=_kafka_preflight,
+                extra_ports=("kafka_controller",))
 FRONTEND = Service("frontend", "frontend", "Frontend (Reflex)", _fe_start, _fe_ready, ready_timeout=600,
                    enabled=_fe_enabled, fingerprint=_fe_fp)
 
 # started in this order (the deploy runs between the backing services and the frontend)
-BACKING = (POSTGRES, CLICKHOUSE, LOCALSTACK, S3LITE, KAFKA)
+BACKING = (POSTGRES, CLICKHOUSE, LOCALSTACK, KAFKA)
 ALL = (*BACKING, FRONTEND)
 BY_NAME = {s.name: s for s in ALL}

@@ -21,7 +21,8 @@ from . import procs
 from .config import HOST, PORTS, Layout
 from .deploy import deploy
 from .endpoints import admin_api_key, build_endpoints, read_endpoints, write_endpoints
-from .services import BACKING, FRONTEND, Ctx, Service, ServiceError, http_get, kafka_topics, pg_connect
+from .services import (BACKING, FRONTEND, Ctx, Service, ServiceError, consumer_lag_line, http_get, kafka_topics,
+                       pg_connect)
 
 
 def say(msg: str) -> None:
@@ -95,14 +96,15 @@ class Stack:
         for svc in services:
             if not svc.enabled(self.ctx) or self.pids.running(svc.name):
                 continue
-            port = svc.port(self.ctx)
-            if procs.port_free(port):
-                continue
-            holders = procs.listeners(port)
-            who = ", ".join(f"pid {p} ({procs.cmdline(p)[:80]})" for p in holders) or "another process"
-            var = PORTS[svc.port_key][1]
-            out.append(f"port {port} for {svc.title} is already in use by {who}, which MovieRecs did not start.\n"
-                       f"    Stop that process, or pick another port: {var}=<port> make up")
+            for key in svc.port_keys():
+                port = self.ctx.port(key)
+                if procs.port_free(port):
+                    continue
+                holders = procs.listeners(port)
+                who = ", ".join(f"pid {p} ({procs.cmdline(p)[:80]})" for p in holders) or "another process"
+                var = PORTS[key][1]
+                out.append(f"port {port} for {svc.title} is already in use by {who}, which MovieRecs did not start.\n"
+                           f"    Stop that process, or pick another port: {var}=<port> make up")
         return out
 
     # -- one service -----------------------------------------------------------------------------------
@@ -145,9 +147,10 @@ class Stack:
             self.stop_service(svc)
         self.pids.remove(svc.name)
         port = svc.port(self.ctx)
-        if not procs.port_free(port):
-            raise ServiceError(self.port_conflicts((svc,))[0] if self.port_conflicts((svc,)) else
-                               f"port {port} for {svc.title} is in use")
+        busy = [k for k in svc.port_keys() if not procs.port_free(self.ctx.port(k))]
+        if busy:
+            conflicts = self.port_conflicts((svc,))
+            raise ServiceError(conflicts[0] if conflicts else f"port {self.ctx.port(busy[0])} for {svc.title} is in use")
         proc = svc.start(self.ctx)
         self.pids.write(svc.name, proc.pid)
         self.started.append(svc.name)
@@ -181,6 +184,10 @@ class Stack:
         conflicts = self.port_conflicts(self.services)
         if conflicts:
             raise ServiceError("cannot start the stack:\n  " + "\n  ".join(conflicts))
+        for svc in self.services:  # settings and installs, before anything starts
+            if svc.enabled(self.ctx):
+                svc.preflight(self.ctx)
+        self.retire_unknown()
         key = admin_api_key(self.ctx.layout)
         try:
             for svc in self.backing:
@@ -204,6 +211,15 @@ class Stack:
         say(f"stack up in {time.monotonic() - t0:.1f}s; endpoints in {self.ctx.layout.endpoints_file} (mode 0600):")
         print(json.dumps(endpoints, indent=2), flush=True)
         return endpoints
+
+    def retire_unknown(self) -> None:
+        """Stop processes an earlier version of the stack started for a service it no longer
+        has (e.g. ``s3lite``, Tansu's storage before the broker was Apache Kafka)."""
+        known = {s.name for s in self.services}
+        for name in self.pids.names():
+            if name not in known and self.pids.read(name) is not None:
+                say(f"{name}: no longer part of the stack; stopping it")
+                self.stop_service(name)
 
     def rollback(self) -> None:
         """Stop what this invocation started (newest first)."""
@@ -297,12 +313,10 @@ class Stack:
                 svcs = json.loads(body).get("services", {})
                 up = sum(1 for v in svcs.values() if v in ("running", "available"))
                 return True, f"/_localstack/health ok ({up} services available)"
-            if name == "s3lite":
-                st, _ = http_get(f"http://{HOST}:{c.port('kafka_s3')}/")
-                return st == 200, f"ListBuckets {st}"
             if name == "kafka":
                 topics = kafka_topics(c, 3000)
-                return True, "metadata ok; topics: " + (", ".join(f"{t}({p})" for t, p in sorted(topics.items())) or "-")
+                return True, "metadata ok; topics: " + (", ".join(f"{t}({p})" for t, p in sorted(topics.items())) or "-") \
+                    + "; " + consumer_lag_line(c)
             if name == "frontend":
                 st, _ = http_get(f"http://{HOST}:{c.port('frontend')}/")
                 return 200 <= st < 400, f"GET / {st}"

@@ -1,7 +1,7 @@
 """The running local stack (``make up``) and the orchestrator's process handling.
 
 The shared stack is only observed here (pids, ports, health, endpoints file). Starting,
-restarting and stopping are exercised on throwaway services and a throwaway Tansu broker
+restarting and stopping are exercised on throwaway services and a throwaway Kafka broker
 with their own state folders and ports, so the stack other tests use is never disturbed.
 """
 from __future__ import annotations
@@ -21,7 +21,7 @@ import pytest
 from movierecs_stack import procs
 from movierecs_stack.config import KAFKA_PARTITIONS, KAFKA_TOPIC, Layout
 from movierecs_stack.endpoints import KEYS
-from movierecs_stack.services import BACKING, AWS_ENV, Ctx, Service, ServiceError, pg_connect
+from movierecs_stack.services import BACKING, Ctx, Service, ServiceError, pg_connect
 from movierecs_stack.stack import Stack
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -207,52 +207,55 @@ def test_port_held_by_a_stranger_is_reported(throwaway):
     assert s.pids.names() == []
 
 
-# --- Tansu on LocalStack's S3: what survives a broker restart -------------------------------------
-def test_tansu_s3_storage_survives_a_broker_restart(stack, tmp_path):
-    """A private broker (own port, own bucket on the stack's LocalStack) restarted between produce and consume."""
-    from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+# --- the Kafka broker: what survives a kill -9 -------------------------------------------------------
+def test_kafka_broker_keeps_every_acknowledged_record_across_kill_9(throwaway, tmp_path):
+    """A private broker (the stack's own KAFKA service, own ports and log folder) killed with
+    SIGKILL mid-stream: every record it acknowledged (acks=all) is there after the restart,
+    and the topic carries the configured retention."""
+    from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
+    from kafka.admin import ConfigResource, ConfigResourceType
 
-    bucket = f"tansu-it-{uuid.uuid4().hex[:8]}"
-    s3 = stack.ctx.s3()
-    s3.create_bucket(Bucket=bucket)
-    port = free_port()
-    url = f"tcp://127.0.0.1:{port}"
-    env = dict(os.environ) | AWS_ENV | {"AWS_ENDPOINT": stack.ctx.localstack_url, "AWS_ALLOW_HTTP": "true"}
-    argv = [str(stack.ctx.layout.tansu), "broker", "--listener-url", url, "--advertised-listener-url", url,
-            "--storage-engine", f"s3://{bucket}/"]
-    store = procs.PidStore(tmp_path / "pids")
+    from movierecs_stack.services import KAFKA
 
-    def start() -> procs.Tracked:
-        p = procs.spawn(argv, log=tmp_path / "tansu.log", env=env)
-        t = store.write("tansu", p.pid)
-        deadline = time.monotonic() + 20
-        while not procs.port_open(port) and time.monotonic() < deadline:
-            time.sleep(0.1)
-        assert procs.port_open(port), (tmp_path / "tansu.log").read_text()[-2000:]
-        return t
-
-    t = start()
+    libs = tmp_path / ".movierecs" / "kafka" / "libs"
+    libs.parent.mkdir(parents=True)
+    libs.symlink_to(Layout().state / "kafka" / "libs")
+    s = throwaway(KAFKA)
+    s.ctx.env["MOVIERECS_KAFKA_RETENTION_MS"] = "3600000"
+    s.up(deploy_app=False, bootstrap=False)
+    boot = s.ctx.kafka_bootstrap
+    prod = KafkaProducer(bootstrap_servers=boot, acks="all", linger_ms=0, retries=0)
+    acked: set[bytes] = set()
+    t = s.pids.running("kafka")
     try:
-        prod = KafkaProducer(bootstrap_servers=f"127.0.0.1:{port}", linger_ms=5)
-        for i in range(3000):
-            prod.send("durable", key=str(i % 5).encode(), value=f"v{i}".encode())
-        prod.flush()
-        prod.close()
-        assert procs.stop(t, timeout=10)
-        t = start()
-        cons = KafkaConsumer(bootstrap_servers=f"127.0.0.1:{port}", enable_auto_commit=False, consumer_timeout_ms=8000)
-        parts = cons.partitions_for_topic("durable")
-        assert parts
-        cons.assign([TopicPartition("durable", p) for p in parts])
-        cons.seek_to_beginning()
-        values = {m.value for m in cons}
-        cons.close()
-        assert values == {f"v{i}".encode() for i in range(3000)}
+        for i in range(4000):
+            if i == 2500:
+                os.kill(t.pid, 9)  # mid-stream, no shutdown
+            try:
+                prod.send(KAFKA_TOPIC, key=str(i % 7).encode(), value=f"v{i}".encode()).get(timeout=5)
+                acked.add(f"v{i}".encode())
+            except Exception:
+                break  # unacknowledged from here on: the producer was told
     finally:
-        procs.stop(t, timeout=10)
-        for obj in s3.list_objects_v2(Bucket=bucket).get("Contents", []):
-            s3.delete_object(Bucket=bucket, Key=obj["Key"])
-        s3.delete_bucket(Bucket=bucket)
+        prod.close(timeout=1)
+    assert len(acked) >= 2500
+    s2 = throwaway(KAFKA)
+    s2.up(deploy_app=False, bootstrap=False)
+    assert s2.started == ["kafka"]
+    cons = KafkaConsumer(bootstrap_servers=boot, enable_auto_commit=False, consumer_timeout_ms=8000)
+    cons.assign([TopicPartition(KAFKA_TOPIC, p) for p in range(KAFKA_PARTITIONS)])
+    cons.seek_to_beginning()
+    values = {m.value for m in cons}
+    cons.close()
+    assert acked <= values, f"{len(acked - values)} acknowledged records lost"
+    admin = KafkaAdminClient(bootstrap_servers=boot)
+    try:
+        conf = admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, KAFKA_TOPIC)])
+    finally:
+        admin.close()
+    topic_conf = conf["topic"][KAFKA_TOPIC]
+    assert topic_conf["retention.ms"]["value"] == "3600000"
+    assert topic_conf["retention.bytes"]["value"] == str(1024**3)
 
 
 # --- PostgreSQL when the repository is out of the postgres user's reach -----------------------------

@@ -144,3 +144,15 @@ def test_errors_keeps_the_last_complete_window_when_a_wider_one_is_too_big():
 
     out = admin.errors(Logs(), ["/aws/lambda/movierecs-recommend"], 10, clock=lambda: now, max_pages=3)
     assert [i["message"] for i in out["items"]] == ["recent"]
+
+
+def test_consumer_lag_sums_partitions_and_survives_a_broker_outage():
+    rows = [{"partition": 0, "committed": 5, "end": 9, "lag": 4}, {"partition": 1, "committed": 3, "end": 3, "lag": 0}]
+    out = admin.consumer_lag("b:1", "g", "t", lag_of=lambda b, g, t: rows)
+    assert out == {"group": "g", "topic": "t", "total": 4, "partitions": rows}
+
+    def down(b, g, t):
+        raise ConnectionError("no broker")
+
+    out = admin.consumer_lag("b:1", "g", "t", lag_of=down)
+    assert out["total"] is None and out["partitions"] == [] and "ConnectionError" in out["error"]

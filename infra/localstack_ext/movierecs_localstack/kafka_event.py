@@ -161,30 +161,20 @@ class Batcher:
         return batch
 
 
-#: How long an offset may stay unreadable before the poller reads past it (see OffsetGuard).
-HOLE_TIMEOUT_S = 15.0
-
-
 @dataclass
 class OffsetGuard:
-    """Hands the poller only gap-free runs of offsets, per partition.
+    """Drops records the poller already handed to the function, per partition.
 
-    Why: Tansu (0.6, S3 storage) assigns a batch its offset (the watermark update) *before*
-    it writes the batch object. With concurrent producers, batch N+1 can be readable while
-    batch N is still being written; a fetch at N then returns N+1 and the consumer moves past
-    N for good: an acknowledged record is never delivered. A real Kafka broker never exposes
-    such a hole, so a hole here means "not visible yet": the poller keeps the records before
-    it and re-reads from the hole. A hole that lasts ``hole_timeout_s`` is a batch that was
-    never written (the broker failed between the two steps and its producer got an error, so
-    nothing acknowledged is in it): it is skipped, with a warning.
+    Why: after a seek, a consumer reset or a rebalance the consumer re-reads from the last
+    committed offset, while records after it may still sit in the open batch; handing them
+    out twice would make the function see duplicates within one invocation. The guard
+    remembers the next offset per partition and passes only records at or after it.
 
-    Offsets already passed (a re-read after a seek or a rebalance) are dropped as repeats.
+    Gaps are passed through: a real Kafka log has legitimate offset gaps (transaction
+    control records, compacted-away records), so a gap is never waited on.
     """
 
-    hole_timeout_s: float = HOLE_TIMEOUT_S
-    clock: Callable[[], float] = time.monotonic
     expected: dict[Any, int] = field(default_factory=dict)
-    _hole_since: dict[Any, float] = field(default_factory=dict)
 
     def start(self, tp: Any, offset: int | None) -> None:
         """The partition's next offset as known from outside (e.g. the group's commit)."""
@@ -194,40 +184,17 @@ class OffsetGuard:
     def knows(self, tp: Any) -> bool:
         return tp in self.expected
 
-    def waiting(self, tp: Any) -> bool:
-        """True while the partition is held at a hole."""
-        return tp in self._hole_since
-
-    def accept(self, tp: Any, records: list[Any]) -> tuple[list[Any], int | None, tuple[int, int] | None]:
-        """``(contiguous records, offset to seek back to or None, skipped hole or None)``.
-
-        Without a known start (:meth:`start`), the first record starts the run.
-        """
-        keep: list[Any] = []
-        skipped: tuple[int, int] | None = None
+    def accept(self, tp: Any, records: list[Any]) -> list[Any]:
+        """The records not handed out before, in order; the partition's position moves past them."""
         want = self.expected.get(tp)
-        for record in records:
-            if want is None:
-                want = record.offset
-            if record.offset < want:
-                continue  # already handed out
-            if record.offset > want:
-                since = self._hole_since.setdefault(tp, self.clock())
-                if self.clock() - since < self.hole_timeout_s:
-                    self.expected[tp] = want
-                    return keep, want, skipped
-                skipped = (want, record.offset)
-            self._hole_since.pop(tp, None)
-            keep.append(record)
-            want = record.offset + 1
-        if want is not None:
-            self.expected[tp] = want
-        return keep, None, skipped
+        keep = [r for r in records if want is None or r.offset >= want]
+        if keep:
+            self.expected[tp] = keep[-1].offset + 1
+        return keep
 
     def forget(self) -> None:
         """A new consumer re-reads from the committed offsets: start over."""
         self.expected.clear()
-        self._hole_since.clear()
 
 
 @dataclass

@@ -14,11 +14,10 @@ Semantics (AWS's documented behaviour, see docs/local-cloud-extension.md):
   unset AWS retries Kafka batches forever; when set, after the retries the batch metadata
   goes to ``DestinationConfig.OnFailure`` (SQS, SNS or S3) and the offsets are committed;
 * ``StartingPosition`` TRIM_HORIZON starts at the earliest offset; LATEST starts after the
-  records that existed when the mapping was created (records with a timestamp before the
-  mapping's creation are skipped and that position committed: Tansu's end offsets are
-  unreliable right after a batch, so ``seek_to_end`` is never used);
-* records reach the function in gap-free offset runs per partition (:class:`OffsetGuard`):
-  Tansu can expose batch N+1 before batch N, and reading past N would lose it;
+  records that existed when the mapping was created (the broker's time index gives the
+  first offset at or after the creation time; that position is committed at once);
+* a record reaches the function once per poller (:class:`OffsetGuard` drops re-reads after a
+  seek or a rebalance); offset gaps (transaction markers, compaction) are legitimate;
 * the EsmWorker's shutdown (disable, update, delete) stops polling within ~0.2 s.
 
 The EsmWorker calls :meth:`KafkaPoller.poll_events` in a loop with a 1 s pause after each
@@ -64,7 +63,8 @@ LOG = logging.getLogger(__name__)
 # kafka-python logs every join/rebalance at INFO: keep LocalStack's log readable.
 logging.getLogger("kafka").setLevel(logging.WARNING)
 
-#: Tansu joins a group in about session_timeout_ms / 2: keep it short.
+#: Short, so a poller that died (LocalStack restarted) leaves the group within seconds and
+#: its successor's join does not wait for it (6 s is the broker's group.min.session.timeout.ms).
 SESSION_TIMEOUT_MS = 6000
 HEARTBEAT_INTERVAL_MS = 1000
 #: A poll_events call returns after this long so the EsmWorker loop gets control back.
@@ -126,11 +126,10 @@ class KafkaPoller(Poller):
         self._service: Any = None
         self._stop_event: threading.Event | None = None
         self._closed = False
-        # LATEST: partitions without a committed offset skip records older than the mapping
+        # LATEST: partitions without a committed offset start at the mapping's creation time
         created = esm_config.get("LastModified")
         self.created_ms = int((created.timestamp() if hasattr(created, "timestamp")
                                else time.time()) * 1000)
-        self.skip_before: dict[TopicPartition, int] = {}
         with _CURRENT_LOCK:
             _CURRENT[self.uuid] = self
 
@@ -175,6 +174,10 @@ class KafkaPoller(Poller):
             fetch_max_wait_ms=100,
             receive_buffer_bytes=4 * 1024 * 1024,
         )
+        # Learn the topics' partitions before joining: a join without them assigns nothing and
+        # rejoins at once when the metadata arrives (a second rebalance on every start).
+        for topic in self.topics:
+            consumer.partitions_for_topic(topic)
         consumer.subscribe(self.topics)
         self.consumer = consumer
         if self.starting_position == "LATEST":
@@ -182,47 +185,30 @@ class KafkaPoller(Poller):
         return consumer
 
     def _start_at_latest(self, consumer: KafkaConsumer) -> None:
-        """LATEST for partitions the group never committed: start after the records that
-        existed when the mapping was created.
-
-        Tansu's end offsets are unreliable right after a multi-record batch, so instead of
-        ``seek_to_end`` the partition is read from the beginning and records older than the
-        mapping's creation time are skipped (and that position committed). Once committed,
-        the group's offsets carry the position, as for TRIM_HORIZON.
-        """
+        """LATEST for partitions the group never committed: start at the first record written
+        after the mapping was created (the broker's time index), or at the log end, and commit
+        that position so a later poller starts there too."""
         deadline = time.monotonic() + 30
         while not consumer.assignment() and time.monotonic() < deadline and not self._should_stop():
             consumer.poll(timeout_ms=200, max_records=1)
+        fresh = [tp for tp in consumer.assignment() if self._committed(consumer, tp) is None]
         for tp in consumer.assignment():
-            committed = self._committed(consumer, tp)
-            if committed is None:
-                self.skip_before[tp] = self.created_ms
-                consumer.seek_to_beginning(tp)
-            else:
-                consumer.seek(tp, committed)  # undo whatever the probe poll consumed
+            if tp not in fresh:
+                consumer.seek(tp, self._committed(consumer, tp))  # undo whatever the probe poll consumed
+        if not fresh:
+            return
+        by_time = consumer.offsets_for_times({tp: self.created_ms for tp in fresh})
+        ends = consumer.end_offsets(fresh)
+        start = {tp: (by_time[tp].offset if by_time.get(tp) is not None else ends[tp]) for tp in fresh}
+        for tp, offset in start.items():
+            consumer.seek(tp, offset)
+        consumer.commit({tp: OffsetAndMetadata(offset, "", -1) for tp, offset in start.items()})
 
     @staticmethod
     def _committed(consumer: KafkaConsumer, tp: TopicPartition) -> int | None:
         """The group's committed offset of ``tp`` (None if none); bounded, so a broker outage
         raises (and poll_events resets the consumer) instead of hanging the poller."""
         return consumer.committed(tp, timeout_ms=5000)
-
-    def _skip_old(self, tp: TopicPartition, records: list[Any]) -> list[Any]:
-        """Drop records older than the mapping (LATEST start); commit past them."""
-        cutoff = self.skip_before.get(tp)
-        if cutoff is None:
-            return records
-        keep_from = len(records)
-        for i, record in enumerate(records):
-            if record.timestamp >= cutoff:
-                keep_from = i
-                del self.skip_before[tp]
-                break
-        if keep_from and self.consumer is not None:
-            # no record of this partition is in the batcher yet: committing is safe
-            self.consumer.commit({tp: OffsetAndMetadata(records[keep_from - 1].offset + 1,
-                                                        "", -1)})
-        return records[keep_from:]
 
     def close(self) -> None:
         self._closed = True
@@ -276,37 +262,17 @@ class KafkaPoller(Poller):
             timeout_ms = 200 if left is None else max(0, int(left * 1000))
             polled = consumer.poll(timeout_ms=timeout_ms, max_records=max(1, self.batcher.room()),
                                    update_offsets=True)
-            hole = False
             for tp, records in polled.items():
-                records, held_back = self._contiguous(consumer, tp, records)
-                hole = hole or held_back
-                if self.skip_before:
-                    records = self._skip_old(tp, records)
-                self.batcher.add(records)
-            if hole:
-                self._wait(0.05)  # the missing batch is being written: give it a moment
+                self.batcher.add(self._unseen(consumer, tp, records))
             if not polled and left is None:
                 return False
         return False
 
-    def _contiguous(self, consumer: KafkaConsumer, tp: TopicPartition,
-                    records: list[Any]) -> tuple[list[Any], bool]:
-        """The gap-free run of ``records`` and whether a hole held the rest back (then the
-        consumer is sought back to the hole, so the next poll re-reads from it)."""
+    def _unseen(self, consumer: KafkaConsumer, tp: TopicPartition, records: list[Any]) -> list[Any]:
+        """``records`` less those this poller already handed out (see OffsetGuard)."""
         if not self.guard.knows(tp):
             self.guard.start(tp, self._committed(consumer, tp))
-        was_waiting = self.guard.waiting(tp)
-        keep, seek_to, skipped = self.guard.accept(tp, records)
-        if skipped is not None:
-            LOG.warning("Kafka mapping %s: %s offsets %d..%d never became readable in %.0f s; "
-                        "reading past them", self.uuid, tp, skipped[0], skipped[1] - 1,
-                        self.guard.hole_timeout_s)
-        if seek_to is not None:
-            log = LOG.debug if was_waiting else LOG.info  # once per hole, not every 50 ms
-            log("Kafka mapping %s: %s offset %d not readable yet; re-reading from it",
-                self.uuid, tp, seek_to)
-            consumer.seek(tp, seek_to)
-        return keep, seek_to is not None
+        return self.guard.accept(tp, records)
 
     def _reset_consumer(self) -> None:
         consumer, self.consumer = self.consumer, None
@@ -314,7 +280,6 @@ class KafkaPoller(Poller):
         self.batcher = Batcher(batch_size=self.batch_size, window_s=self.window_s)
         self.guard.forget()
         self.pending, self.failed_attempts = None, 0
-        self.skip_before = {}
         if consumer is not None:
             try:
                 consumer.close(autocommit=False)

@@ -137,6 +137,23 @@ def stats(ch: Any, minutes: int, now: datetime | None = None) -> dict[str, Any]:
     }
 
 
+def consumer_lag(bootstrap: str, group: str, topic: str,
+                 lag_of: Callable[[str, str, str], list[dict[str, int]]] | None = None) -> dict[str, Any]:
+    """The likes mapping's lag for GET /admin/stats: per partition committed vs log end.
+
+    The broker being unreachable does not fail the stats (they come from ClickHouse): the
+    answer then says why the lag is unknown.
+    """
+    if lag_of is None:
+        from .stores.kafka import consumer_lag as lag_of
+    try:
+        parts = lag_of(bootstrap, group, topic)
+    except Exception as exc:  # noqa: BLE001 - reported in the answer, not raised
+        return {"group": group, "topic": topic, "total": None, "partitions": [],
+                "error": f"the broker did not answer ({type(exc).__name__})"}
+    return {"group": group, "topic": topic, "total": sum(p["lag"] for p in parts), "partitions": parts}
+
+
 # -- errors ------------------------------------------------------------------------------
 _UUID_RE = re.compile(r"\b[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\b")
 

@@ -32,6 +32,8 @@ class Settings:
     postgres_dsn: str = "postgresql://movierecs@127.0.0.1:15432/movierecs"
     kafka_bootstrap: str = "127.0.0.1:19092"
     kafka_topic: str = "interactions"
+    # the consumer function's event source mapping reads the topic as this group (template.yaml)
+    kafka_consumer_group: str = "movierecs-consumer"
     model_bucket: str = ""
     model_prefix: str = "models/"
     model_cache_dir: str = "/tmp/movierecs-models"
@@ -64,6 +66,7 @@ class Settings:
             postgres_dsn=e.get("POSTGRES_DSN", d.postgres_dsn),
             kafka_bootstrap=e.get("KAFKA_BOOTSTRAP", d.kafka_bootstrap),
             kafka_topic=e.get("KAFKA_TOPIC", d.kafka_topic),
+            kafka_consumer_group=e.get("KAFKA_CONSUMER_GROUP", d.kafka_consumer_group),
             model_bucket=e.get("MODEL_BUCKET", d.model_bucket),
             model_prefix=e.get("MODEL_PREFIX", d.model_prefix),
             model_cache_dir=e.get("MODEL_CACHE_DIR", d.model_cache_dir),

@@ -18,10 +18,9 @@ def _new_producer(bootstrap: str) -> Any:
     return KafkaProducer(
         bootstrap_servers=[s.strip() for s in bootstrap.split(",") if s.strip()],
         acks="all",
-        # No idempotent-producer handshake: retries may duplicate a record in the log, which
-        # the consumer drops by event id; the broker (Tansu) answers DuplicateSequenceNumber
-        # warnings under load with the idempotent protocol.
-        enable_idempotence=False,
+        # Idempotent: a retry after a lost ack does not write the like twice (the consumer
+        # would drop the copy by event id anyway).
+        enable_idempotence=True,
         linger_ms=0,
         retries=3,
         request_timeout_ms=4000,
@@ -63,3 +62,35 @@ def send_and_wait(bootstrap: str, topic: str, key: bytes, value: bytes, timeout:
         raise Unavailable(
             f"the event broker did not acknowledge the like ({type(exc).__name__}); it was not recorded, retry shortly"
         ) from exc
+
+
+def consumer_lag(bootstrap: str, group: str, topic: str, timeout_ms: int = 3000) -> list[dict[str, int]]:
+    """Per partition of ``topic``: the group's committed offset, the log end and the lag.
+
+    What an operator asks first when likes arrive late: is the consumer behind, and where?
+    A partition the group never committed counts from the log start (TRIM_HORIZON).
+    """
+    from kafka import KafkaAdminClient, TopicPartition
+    from kafka.admin import OffsetSpec
+
+    admin = KafkaAdminClient(bootstrap_servers=[s.strip() for s in bootstrap.split(",") if s.strip()],
+                             request_timeout_ms=timeout_ms, client_id="movierecs-lag")
+    try:
+        described = [t for t in admin.describe_topics([topic]) if not t.get("error_code")]
+        parts = sorted(p["partition"] if "partition" in p else p["partition_index"]
+                       for t in described for p in (t.get("partitions") or []))
+        tps = [TopicPartition(topic, p) for p in parts]
+        if not tps:
+            return []
+        ends = admin.list_partition_offsets({tp: OffsetSpec.LATEST for tp in tps}, timeout_ms=timeout_ms)
+        starts = admin.list_partition_offsets({tp: OffsetSpec.EARLIEST for tp in tps}, timeout_ms=timeout_ms)
+        committed = admin.list_group_offsets({group: tps}).get(group, {})
+        out = []
+        for tp in tps:
+            end, start = ends[tp].offset, starts[tp].offset
+            meta = committed.get(tp)
+            done = meta.offset if meta is not None and meta.offset >= 0 else start
+            out.append({"partition": tp.partition, "committed": done, "end": end, "lag": max(0, end - max(done, start))})
+        return out
+    finally:
+        admin.close()
