@@ -3,7 +3,6 @@
 SHELL := /bin/bash
 ROOT := $(abspath .)
 PY := $(ROOT)/.venv/bin/python
-export PYTHONPATH := $(ROOT)/infra:$(ROOT)/layers/shared/python:$(ROOT)/layers/serving/python:$(ROOT)/layers/training/python:$(ROOT)
 export REFLEX_TELEMETRY_ENABLED := false
 
 .PHONY: install up down status logs deploy test test-unit test-integration test-e2e bench lint data train help

@@ -20,15 +20,8 @@ from pathlib import Path
 
 from bench import harness
 
-BENCH_DIR = Path(__file__).resolve().parent
-NOT_MODULES = {"__init__", "__main__", "harness", "report"}
-
-
-def discover() -> list[str]:
-    """Known modules in report order, then any other bench/<name>.py that defines run()."""
-    extra = sorted(p.stem for p in BENCH_DIR.glob("*.py")
-                   if p.stem not in NOT_MODULES and p.stem not in harness.MODULES and not p.stem.startswith("_"))
-    return list(harness.MODULES) + extra
+BENCH_DIR = harness.BENCH_DIR
+discover = harness.discover
 
 
 def _child(name: str, quick: bool, out: Path, command: str) -> int:
@@ -96,26 +89,6 @@ def run_one(name: str, quick: bool, timeout: float, command: str) -> dict:
     return env
 
 
-def collect_all() -> dict:
-    """Every bench/results/<name>.json present (each keeps its own date and command)."""
-    out: dict[str, dict] = {}
-    for p in sorted(harness.RESULTS_DIR.glob("*.json")):
-        if p.name == "all.json" or p.name.startswith("."):
-            continue
-        try:
-            data = json.loads(p.read_text())
-            if not isinstance(data, dict) or "schema" not in data:
-                data = {"name": p.stem, "status": "ignored", "figures": [],
-                        "error": f"bench/results/{p.name} was not written by the harness (no 'schema' key)"}
-            out[p.stem] = data
-        except json.JSONDecodeError as e:
-            out[p.stem] = {"name": p.stem, "status": "failed", "error": f"unreadable results file: {e}",
-                           "figures": []}
-    order = {n: i for i, n in enumerate(discover())}
-    return {"generated_at": harness.utc_now(), "machine": harness.machine_info(),
-            "modules": dict(sorted(out.items(), key=lambda kv: order.get(kv[0], 999)))}
-
-
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(
         prog="python -m bench",
@@ -162,7 +135,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"-- {name}: {env['status']} ({env.get('duration_s', 0):.1f}s) {first_err[0] if first_err else ''}",
               flush=True)
 
-    everything = collect_all()
+    everything = harness.collect_all()
     harness.write_json(harness.RESULTS_DIR / "all.json", everything)
     if not args.no_report:
         from bench import report

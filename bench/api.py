@@ -57,10 +57,9 @@ def _clients(endpoints: dict) -> dict[str, Any]:
 
 
 def _ch(endpoints: dict):
-    import clickhouse_connect
+    from movierecs_core.stores import clickhouse
 
-    u = urlparse(endpoints["clickhouse"])
-    return clickhouse_connect.get_client(host=u.hostname, port=u.port, database="movierecs", compress=False)
+    return clickhouse.connect(endpoints["clickhouse"])
 
 
 # --------------------------------------------------------------------------- latency through the API
@@ -131,7 +130,6 @@ def seed_path(endpoints: dict, users: list[int], quick: bool, model_version: str
     """rectools recommend(filter_viewed=True) in process vs the numpy library, same data."""
     import json
 
-    sys.path[:0] = [str(ROOT / "layers/serving/python"), str(ROOT / "layers/training/python")]
     from movierecs_serving import ModelStore, Recommender
     from movierecs_training import train
 
@@ -180,8 +178,7 @@ def import_time_ms(runs: int) -> list[float]:
             "s=importlib.util.spec_from_file_location('app','functions/recommend/app.py');"
             "m=importlib.util.module_from_spec(s);s.loader.exec_module(m);"
             "print((time.perf_counter()-t)*1000)")
-    env = dict(os.environ, POWERTOOLS_TRACE_DISABLED="1", MOVIERECS_TELEMETRY="0",
-               PYTHONPATH=os.pathsep.join(str(ROOT / p) for p in ("layers/shared/python", "layers/serving/python")))
+    env = dict(os.environ, POWERTOOLS_TRACE_DISABLED="1", MOVIERECS_TELEMETRY="0")
     out = []
     for _ in range(runs):
         r = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, check=True)

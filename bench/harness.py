@@ -45,16 +45,6 @@ from urllib.parse import urlparse
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS_DIR = ROOT / "bench" / "results"
-
-#: The project's import roots, as the Makefile exports them: a module run as `python -m bench`
-#: (not through `make bench`) and every process it starts see the same packages.
-PROJECT_PATHS = [str(ROOT / p) for p in ("infra", "layers/shared/python", "layers/serving/python",
-                                         "layers/training/python")] + [str(ROOT)]
-for _p in reversed(PROJECT_PATHS):
-    if _p not in sys.path:
-        sys.path.insert(0, _p)
-os.environ["PYTHONPATH"] = os.pathsep.join(
-    dict.fromkeys(PROJECT_PATHS + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]))
 ENDPOINTS_FILE = ROOT / ".movierecs" / "endpoints.json"
 SCHEMA_VERSION = 1
 
@@ -66,6 +56,40 @@ ON_REQUEST: frozenset[str] = frozenset({"soak"})
 
 # Percentiles every distribution reports (the quantile curve keeps 0..100 for plots).
 SUMMARY_PERCENTILES: tuple[float, ...] = (50.0, 90.0, 95.0, 99.0, 99.9)
+
+
+# --------------------------------------------------------------------------- modules and results
+# Here (not in __main__) because both the runner and bench/report.py collect the results.
+BENCH_DIR = ROOT / "bench"
+#: bench/*.py files that are not figure modules.
+NOT_MODULES = {"__init__", "__main__", "harness", "report"}
+
+
+def discover() -> list[str]:
+    """Known modules in report order, then any other bench/<name>.py that defines run()."""
+    extra = sorted(p.stem for p in BENCH_DIR.glob("*.py")
+                   if p.stem not in NOT_MODULES and p.stem not in MODULES and not p.stem.startswith("_"))
+    return list(MODULES) + extra
+
+
+def collect_all() -> dict:
+    """Every bench/results/<name>.json present (each keeps its own date and command)."""
+    out: dict[str, dict] = {}
+    for p in sorted(RESULTS_DIR.glob("*.json")):
+        if p.name == "all.json" or p.name.startswith("."):
+            continue
+        try:
+            data = json.loads(p.read_text())
+            if not isinstance(data, dict) or "schema" not in data:
+                data = {"name": p.stem, "status": "ignored", "figures": [],
+                        "error": f"bench/results/{p.name} was not written by the harness (no 'schema' key)"}
+            out[p.stem] = data
+        except json.JSONDecodeError as e:
+            out[p.stem] = {"name": p.stem, "status": "failed", "error": f"unreadable results file: {e}",
+                           "figures": []}
+    order = {n: i for i, n in enumerate(discover())}
+    return {"generated_at": utc_now(), "machine": machine_info(),
+            "modules": dict(sorted(out.items(), key=lambda kv: order.get(kv[0], 999)))}
 
 
 # --------------------------------------------------------------------------- statistics

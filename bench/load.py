@@ -22,7 +22,6 @@ from collections import Counter, defaultdict
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Callable
-from urllib.parse import urlparse
 
 import requests
 from requests.adapters import HTTPAdapter
@@ -179,10 +178,9 @@ def stored_likes(clickhouse_url: str, prefix: str) -> dict[str, int]:
     Returns rows (FINAL), unique event ids (FINAL) and raw rows (before ReplacingMergeTree has
     merged duplicates away: a redelivery shows up there first).
     """
-    import clickhouse_connect
+    from movierecs_core.stores import clickhouse
 
-    u = urlparse(harness._require_loopback(clickhouse_url))
-    client = clickhouse_connect.get_client(host=u.hostname, port=u.port or 8123, username="default", password="")
+    client = clickhouse.connect(harness._require_loopback(clickhouse_url))
     try:
         p = {"p": prefix}
         rows, uniq = client.query(
@@ -197,10 +195,9 @@ def stored_likes(clickhouse_url: str, prefix: str) -> dict[str, int]:
 
 def stored_event_ids(clickhouse_url: str, prefix: str) -> set[str]:
     """The distinct stored event ids with this prefix (to name the missing ones)."""
-    import clickhouse_connect
+    from movierecs_core.stores import clickhouse
 
-    u = urlparse(harness._require_loopback(clickhouse_url))
-    client = clickhouse_connect.get_client(host=u.hostname, port=u.port or 8123, username="default", password="")
+    client = clickhouse.connect(harness._require_loopback(clickhouse_url))
     try:
         res = client.query("SELECT DISTINCT event_id FROM movierecs.likes WHERE startsWith(event_id, {p:String})",
                            parameters={"p": prefix})

@@ -31,13 +31,9 @@ import pandas as pd
 from bench import harness
 
 ROOT = harness.ROOT
-PYPATH = os.pathsep.join(str(ROOT / p) for p in ("layers/serving/python", "layers/training/python"))
-for p in PYPATH.split(os.pathsep):
-    if p not in sys.path:
-        sys.path.insert(0, p)
 
 from movierecs_serving import ModelArtifact, Recommender  # noqa: E402
-from movierecs_training import data, evaluate, train  # noqa: E402
+from movierecs_training import data, evaluate, params, train  # noqa: E402
 
 CUTOFF = "2000-12-01"
 
@@ -45,7 +41,7 @@ CUTOFF = "2000-12-01"
 def quality(ratings: pd.DataFrame) -> tuple[list[dict], dict]:
     """Tuned = the defaults (rating-weighted); seed = factors 200, alpha 40, implicit's other defaults, binary."""
     tuned = train.Params()
-    seed = train.Params(**{**train.Params().to_dict(), **train.SEED_PARAMS, "weighting": "binary"})
+    seed = train.Params(**{**train.Params().to_dict(), **params.SEED_PARAMS, "weighting": "binary"})
     truth = train.ratings_to_interactions(ratings, "binary")  # relevant: every later rating, whatever the recipe
     res = {}
     for name, p in (("tuned", tuned), ("seed", seed)):
@@ -151,7 +147,7 @@ def serving(ratings: pd.DataFrame, quick: bool) -> tuple[list[dict], dict]:
             f"r=Recommender(ModelArtifact.load({str(folder)!r})); r.recommend(1, 10); print((time.perf_counter()-t0)*1000)")
     inside, whole = [], []
     for _ in range(7 if not quick else 3):
-        env = {**os.environ, "PYTHONPATH": PYPATH}
+        env = dict(os.environ)
         t0 = time.perf_counter()
         import subprocess
 
@@ -228,7 +224,7 @@ def training(df: pd.DataFrame, quick: bool) -> tuple[list[dict], dict]:
             n = len(d)
             del d
             m = harness.measure_subprocess([sys.executable, "-c", TRAIN_SCRIPT, str(path)],
-                                           env={**os.environ, "PYTHONPATH": PYPATH, "OPENBLAS_NUM_THREADS": "1"}, timeout=600)
+                                           env={**os.environ, "OPENBLAS_NUM_THREADS": "1"}, timeout=600)
             info = json.loads(m["stdout"].strip().splitlines()[-1]) if m.get("returncode") == 0 else {}
             xs.append(f"{label} ({n / 1e6:.1f}M)")
             rows.append(n)

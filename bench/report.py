@@ -445,10 +445,9 @@ def main() -> int:
     ap.add_argument("--out", type=Path, default=DEFAULT_MD, help="Markdown file to write")
     ap.add_argument("--img-dir", type=Path, default=None, help="PNG folder (default: img/ next to --out)")
     args = ap.parse_args()
-    from bench.__main__ import collect_all  # same collection as the runner
     if args.results != harness.RESULTS_DIR:
         harness.RESULTS_DIR = args.results  # collect_all reads harness.RESULTS_DIR
-    everything = collect_all()
+    everything = harness.collect_all()  # same collection as the runner
     img = args.img_dir or (args.out.parent / "img")
     md = render(everything, out_md=args.out, img_dir=img)
     print(f"wrote {md}")

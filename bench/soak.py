@@ -56,7 +56,7 @@ def like_message(event_id: str, user_id: int, movie_id: int) -> tuple[bytes, byt
 def _producer_proc(bootstrap: str, topic: str, prefix: str, worker: int, workers: int, n: int,
                    movies: list[int], acked: Any, lat_q: Any, stop: Any) -> None:
     """One producer process: likes worker, worker+workers, ... each sent and acknowledged alone."""
-    from movierecs_core.kafka import get_producer
+    from movierecs_core.stores.kafka import get_producer
 
     prod = get_producer(bootstrap)  # the like-ingest function's producer settings
     rnd = random.Random(worker)
@@ -271,7 +271,7 @@ def delete_soak_likes(clickhouse_url: str, prefix: str) -> None:
 def soak(likes: int, every: int, workers: int, probe_interval: float, time_limit: float,
          cleanup: bool = True, progress: bool = True) -> dict:
     from movierecs_core.config import Settings
-    from movierecs_core.kafka import consumer_lag
+    from movierecs_core.stores.kafka import consumer_lag
     from movierecs_stack.config import KAFKA_TOPIC, Layout
 
     group = Settings().kafka_consumer_group

@@ -22,17 +22,15 @@ import os
 import re
 import shutil
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 from bench import harness
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "infra"))
 
-from movierecs_stack import procs  # noqa: E402
-from movierecs_stack.stack import Stack  # noqa: E402
+from movierecs_stack import procs
+from movierecs_stack.stack import Stack
 
 _STARTED = re.compile(r"\[stack\] (\w+): started \(pid \d+, port \d+\) in ([\d.]+)s")
 _DEPLOYED = re.compile(r"deployed in ([\d.]+)s")

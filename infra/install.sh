@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs everything MovieRecs needs into project-local folders (idempotent).
 #
-#   .venv/                       Python 3.11: functions, layers, tests, bench (infra/requirements/project.txt)
+#   .venv/                       Python 3.11: functions, layers, tests, bench (infra/requirements/project.txt,
+#                                then the project itself: `pip install -e .`, see pyproject.toml)
 #   .movierecs/venvs/localstack  Python 3.13: LocalStack 2026.3.0 + infra/localstack_ext
 #   .movierecs/venvs/sam         aws-sam-cli + samlocal
 #   .movierecs/kafka/libs        Apache Kafka broker jars (infra/kafka/pom.xml, via Maven; needs Java 17)
@@ -72,6 +73,14 @@ if ! stamp_ok project "$H"; then
   say "installing infra/requirements/project.txt into .venv"
   pip_into .venv project -r infra/requirements/project.txt -c infra/requirements/project.lock
   stamp_write project "$H"
+fi
+# The project's own packages (pyproject.toml), editable: imports resolve without PYTHONPATH.
+# The stamp holds the checkout's path too: an editable install points at one folder.
+H="$(inputs_hash pyproject.toml) $ROOT"
+if ! stamp_ok package "$H" || ! .venv/bin/python -c "import movierecs_core" >/dev/null 2>&1; then
+  say "installing the project's packages (pyproject.toml, editable) into .venv"
+  pip_into .venv project --no-deps -e .
+  stamp_write package "$H"
 fi
 
 # --- LocalStack venv (Python 3.13) + the project's LocalStack extension -------------------------

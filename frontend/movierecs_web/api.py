@@ -1,4 +1,4 @@
-"""Backend-side client of the MovieRecs HTTP API (see /work/shared/contract.md).
+"""Backend-side client of the MovieRecs HTTP API (the public contract: docs/API.md, docs/openapi.yaml).
 
 Why here and not in the browser: Reflex state runs on the Reflex backend, so every API
 call (and the admin API key) stays on the server; the browser only talks to the Reflex

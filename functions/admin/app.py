@@ -1,39 +1,25 @@
 """admin: model reload/retrain/listing, usage stats and recent errors (admin key required)."""
 from __future__ import annotations
 
-import os
-
 from movierecs_core import admin
-from movierecs_core.clickhouse import get_client
 from movierecs_core.config import settings
-from movierecs_core.errors import bad_request, unavailable
-from movierecs_core.models import s3_client
+from movierecs_core.errors import bad_request
+from movierecs_core.stores.aws import Clients
+from movierecs_core.stores.clickhouse import get_client
 from movierecs_core.validation import parse_bounded
 from movierecs_core.web import ApiApp, json_response
+from movierecs_serving import ModelStore
 
 cfg = settings()
 app = ApiApp("movierecs-admin", "admin")
-_clients: dict[str, object] = {}
+_clients = Clients()  # boto3 clients created on first use (they cost ~0.1 s each to build)
+_stores: list[ModelStore] = []
 
 
-def _client(name: str):
-    """boto3 clients created on first use (they cost ~0.1 s each to build)."""
-    if name not in _clients:
-        if name == "s3":
-            _clients[name] = s3_client()
-        else:
-            import boto3
-
-            _clients[name] = boto3.client(name)
-    return _clients[name]
-
-
-def _store():
-    from movierecs_serving import ModelStore
-
-    if "store" not in _clients:
-        _clients["store"] = ModelStore(_client("s3"), cfg.model_bucket, prefix=cfg.model_prefix)
-    return _clients["store"]
+def _store() -> ModelStore:
+    if not _stores:
+        _stores.append(ModelStore(_clients["s3"], cfg.model_bucket, prefix=cfg.model_prefix))
+    return _stores[0]
 
 
 def _authorize() -> None:
@@ -54,7 +40,7 @@ def reload():
 @app.route("/admin/retrain", methods=["POST"])
 def retrain():
     _authorize()
-    return json_response(admin.retrain(_client("stepfunctions"), cfg.state_machine_arn), status=202)
+    return json_response(admin.retrain(_clients["stepfunctions"], cfg.state_machine_arn), status=202)
 
 
 @app.route("/admin/models", methods=["GET"])
@@ -67,13 +53,7 @@ def models():
 def stats():
     _authorize()
     minutes = parse_bounded("minutes", app.query("minutes"), 1, 1440, 60)
-    try:
-        ch = get_client(cfg.clickhouse_url)
-        series = admin.stats(ch, minutes)
-    except Exception as exc:
-        if getattr(exc, "status", None):
-            raise
-        raise unavailable(f"the telemetry store (ClickHouse) is unavailable ({type(exc).__name__})") from exc
+    series = admin.stats(get_client(cfg.clickhouse_url), minutes)
     series["consumer_lag"] = admin.consumer_lag(cfg.kafka_bootstrap, cfg.kafka_consumer_group, cfg.kafka_topic)
     return json_response(series)
 
@@ -82,5 +62,4 @@ def stats():
 def errors():
     _authorize()
     limit = parse_bounded("limit", app.query("limit"), 1, 500, 50)
-    groups = [g.strip() for g in os.environ.get("FUNCTION_LOG_GROUPS", "").split(",") if g.strip()]
-    return json_response(admin.errors(_client("logs"), groups, limit))
+    return json_response(admin.errors(_clients["logs"], list(cfg.function_log_groups), limit))

@@ -8,10 +8,10 @@ from typing import Any
 
 from aws_lambda_powertools.metrics import MetricUnit
 
-from movierecs_core.clickhouse import get_client, reset_client
 from movierecs_core.config import settings
 from movierecs_core.consumer import decode_event, store
 from movierecs_core.observability import make_tools
+from movierecs_core.stores.clickhouse import get_client, reset_client
 
 cfg = settings()
 logger, metrics, tracer = make_tools("consumer")

@@ -1,12 +1,12 @@
 """like_ingest: POST /likes -> Kafka topic ``interactions`` (202 only after the broker's ack)."""
 from __future__ import annotations
 
-from movierecs_core import kafka
 from movierecs_core.catalog import Catalog
 from movierecs_core.config import settings
 from movierecs_core.events import LikeEvent
 from movierecs_core.ingest import MAX_BODY, Ingest, accept_like
-from movierecs_core.postgres import Postgres
+from movierecs_core.stores import kafka
+from movierecs_core.stores.postgres import Postgres
 from movierecs_core.web import ApiApp, json_response
 
 cfg = settings()

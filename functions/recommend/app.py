@@ -7,19 +7,18 @@ from __future__ import annotations
 
 from movierecs_core import service
 from movierecs_core.catalog import Catalog
-from movierecs_core.clickhouse import get_client, reset_client
 from movierecs_core.config import settings
-from movierecs_core.models import ModelHolder, s3_client
-from movierecs_core.postgres import Postgres
+from movierecs_core.stores.aws import s3_client
+from movierecs_core.stores.clickhouse import get_client, reset_client
+from movierecs_core.stores.postgres import Postgres
 from movierecs_core.validation import parse_bounded, parse_id
 from movierecs_core.web import ApiApp, json_response
+from movierecs_serving import ModelHolder, ModelStore
 
 cfg = settings()
 
 
-def _store():
-    from movierecs_serving import ModelStore
-
+def _store() -> ModelStore:
     return ModelStore(s3_client(), cfg.model_bucket, prefix=cfg.model_prefix)
 
 

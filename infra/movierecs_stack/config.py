@@ -86,7 +86,3 @@ class Layout:
     def sam_bin(self) -> Path:
         return self.state / "venvs" / "sam" / "bin"
 
-    def python_path(self) -> str:
-        """PYTHONPATH for the project's own modules (infra, layers, root), as the Makefile sets it."""
-        parts = [self.root / "infra", *sorted((self.root / "layers").glob("*/python")), self.root]
-        return os.pathsep.join(str(p) for p in parts)

@@ -51,7 +51,7 @@ def admin_api_key(layout: Layout) -> str:
 
 
 def build_endpoints(layout: Layout, api_url: str | None, env: dict[str, str] | None = None) -> dict[str, Any]:
-    """The endpoints document exactly as /work/shared/contract.md specifies it."""
+    """The endpoints document exactly as the public contract (docs/API.md) specifies it."""
     env = env if env is not None else dict(os.environ)
     return {
         "api": api_url,

@@ -275,7 +275,7 @@ def _pg_setup(ctx: Ctx) -> None:
 def _ch_start(ctx: Ctx) -> subprocess.Popen:
     data = ctx.layout.data / "clickhouse"
     data.mkdir(parents=True, exist_ok=True)
-    env = ctx.base_env() | {"PYTHONPATH": str(ctx.layout.root / "infra")}
+    env = ctx.base_env()
     argv = [str(ctx.layout.project_python), "-m", "chdb_http", "--host", HOST, "--port", str(ctx.port("clickhouse")),
             "--data-dir", str(data)]
     return procs.spawn(argv, log=ctx.layout.logs / "clickhouse.log", env=env, cwd=ctx.layout.root)
@@ -415,7 +415,7 @@ def consumer_lag_line(ctx: Ctx) -> str:
     """``movierecs-consumer lag 0 (p0 12/12, ...)``: the likes mapping's committed offsets
     against the log end (the group named in template.yaml, the functions' Settings default)."""
     from movierecs_core.config import Settings
-    from movierecs_core.kafka import consumer_lag
+    from movierecs_core.stores.kafka import consumer_lag
 
     group = Settings().kafka_consumer_group
     rows = consumer_lag(ctx.kafka_bootstrap, group, KAFKA_TOPIC)

@@ -244,7 +244,7 @@ class Stack:
 
     def bootstrap(self) -> None:
         """Load data and train the first model, if the training package exists (idempotent)."""
-        env = self.ctx.base_env() | {"PYTHONPATH": self.ctx.layout.python_path()}
+        env = self.ctx.base_env()
         found = subprocess.run([str(self.ctx.layout.project_python), "-c",
                                 "import importlib.util,sys; sys.exit(0 if importlib.util.find_spec('movierecs_training') else 1)"],
                                env=env, capture_output=True).returncode == 0

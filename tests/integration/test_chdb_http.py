@@ -161,9 +161,8 @@ def _free_port() -> int:
 
 
 def _start_endpoint(port: int, data_dir: Path, log: Path) -> subprocess.Popen:
-    env = dict(os.environ, PYTHONPATH=str(ROOT / "infra"))
     p = subprocess.Popen([sys.executable, "-m", "chdb_http", "--port", str(port), "--data-dir", str(data_dir)],
-                         env=env, stdout=open(log, "ab"), stderr=subprocess.STDOUT, start_new_session=True)
+                         stdout=open(log, "ab"), stderr=subprocess.STDOUT, start_new_session=True)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         try:

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from movierecs_core.stores import clickhouse, postgres
 from movierecs_training import data, load
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -27,15 +28,15 @@ def endpoints():
 @pytest.fixture(scope="module")
 def scratch(endpoints):
     name = "movierecs_it_" + secrets.token_hex(4)
-    pg = load.pg_connect(endpoints["postgres"])
-    ch = load.ch_client(endpoints["clickhouse"])
+    pg = postgres.connect(endpoints["postgres"])
+    ch = clickhouse.connect(endpoints["clickhouse"])
     try:
-        load.create_postgres_tables(pg, name)
-        load.create_clickhouse_tables(ch, name)
+        postgres.create_tables(pg, name)
+        clickhouse.create_tables(ch, name)
         yield name, pg, ch
     finally:
-        pg.run(f"DROP SCHEMA IF EXISTS {load.ident(name)} CASCADE")
-        ch.command(f"DROP DATABASE IF EXISTS {load.ident(name)}")
+        pg.run(f"DROP SCHEMA IF EXISTS {clickhouse.ident(name)} CASCADE")
+        ch.command(f"DROP DATABASE IF EXISTS {clickhouse.ident(name)}")
         pg.close()
         ch.close()
 

@@ -93,8 +93,7 @@ def test_kafka_topic_exists_with_three_partitions(stack):
 
 
 def test_status_command_reports_every_service(stack):
-    env = dict(os.environ, PYTHONPATH=Layout().python_path())
-    r = subprocess.run([sys.executable, "-m", "movierecs_stack", "status"], env=env, capture_output=True, text=True,
+    r = subprocess.run([sys.executable, "-m", "movierecs_stack", "status"], capture_output=True, text=True,
                        timeout=120)
     lines = {ln.split()[0]: ln for ln in r.stdout.splitlines() if ln.strip()}
     for svc in BACKING:

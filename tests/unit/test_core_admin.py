@@ -8,7 +8,7 @@ import pytest
 
 from movierecs_core import admin
 from movierecs_core.errors import ApiError
-from movierecs_serving import ArtifactError, ModelNotFoundError
+from movierecs_serving import ArtifactError, ModelNotFoundError, is_valid_version
 
 V1 = "20261127T000000Z-00000001"
 V2 = "20261127T010000Z-00000002"
@@ -26,6 +26,8 @@ def test_key_check():
 
 
 class Store:
+    NotFound, Invalid, is_valid_version = ModelNotFoundError, ArtifactError, staticmethod(is_valid_version)
+
     def __init__(self, versions, current=V1, corrupt=()):
         self.versions, self.current, self.corrupt, self.promoted = versions, current, corrupt, []
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 import pytest
 from pg8000.exceptions import DatabaseError, InterfaceError
 
-from movierecs_core import kafka
-from movierecs_core.clickhouse import client_kwargs
-from movierecs_core.errors import ApiError
-from movierecs_core.postgres import Postgres, dsn_kwargs
+from movierecs_core.errors import from_unavailable
+from movierecs_core.stores import Unavailable, kafka
+from movierecs_core.stores.clickhouse import client_kwargs
+from movierecs_core.stores.postgres import Postgres, dsn_kwargs
 
 
 def test_dsn_and_url_parsing():
@@ -58,9 +58,9 @@ def test_postgres_reconnects_after_server_shutdown_but_not_after_sql_errors(monk
 def test_postgres_down_is_503(monkeypatch):
     pg = Postgres("postgresql://u@127.0.0.1:1/db")
     monkeypatch.setattr(pg, "_connect", lambda: Conn(InterfaceError("refused")))
-    with pytest.raises(ApiError) as e:
+    with pytest.raises(Unavailable) as e:  # neutral; the web layer answers it with:
         pg.run("SELECT 1")
-    assert e.value.status == 503
+    assert from_unavailable(e.value).status == 503
 
 
 def test_kafka_send_waits_for_the_ack_and_maps_failures_to_503(monkeypatch):
@@ -92,7 +92,7 @@ def test_kafka_send_waits_for_the_ack_and_maps_failures_to_503(monkeypatch):
     bad = Producer(False)
     monkeypatch.setattr(kafka, "_new_producer", lambda b: bad)
     kafka.reset_producer("b:1")
-    with pytest.raises(ApiError) as e:
+    with pytest.raises(Unavailable) as e:  # neutral; the web layer answers it with:
         kafka.send_and_wait("b:1", "interactions", b"7", b"{}")
-    assert e.value.status == 503 and "not recorded" in e.value.message
+    assert from_unavailable(e.value).status == 503 and "not recorded" in from_unavailable(e.value).message
     assert "b:1" not in kafka._producers  # a failed producer is rebuilt next time

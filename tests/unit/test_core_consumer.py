@@ -8,7 +8,8 @@ from typing import Any
 
 import pytest
 
-from movierecs_core.consumer import DEAD_COLUMNS, LIKE_COLUMNS, decode_event, store
+from movierecs_core.consumer import decode_event, store
+from movierecs_core.stores.clickhouse import DEAD_LETTER_COLUMNS as DEAD_COLUMNS, LIKE_COLUMNS
 
 
 def b64(s: str | bytes) -> str:

@@ -12,8 +12,7 @@ import pytest
 from movierecs_core import service
 from movierecs_core.catalog import Catalog
 from movierecs_core.errors import ApiError
-from movierecs_core.models import ModelHolder
-from movierecs_serving import write_artifact
+from movierecs_serving import ModelHolder, write_artifact
 
 V1 = "20261127T000000Z-00000001"
 V2 = "20261127T010000Z-00000002"
@@ -140,7 +139,7 @@ def test_a_model_holding_every_rating_reads_only_likes(tmp_path):
 
 
 def test_history_lists_each_liked_movie_once_newest_first():
-    from movierecs_core.interactions import user_history
+    from movierecs_core.stores.clickhouse import user_history
 
     ch = FakeCh()
     ch.likes += [("a", 5, 10, datetime(2026, 1, 3, tzinfo=timezone.utc)),

@@ -3,13 +3,14 @@ from __future__ import annotations
 
 import pytest
 
+from movierecs_core.stores import clickhouse
 from movierecs_training import data, load
 
 
 @pytest.fixture()
 def ch(tmp_path):
-    client = load.ch_client(f"chdb://{tmp_path / 'ch'}")
-    load.create_clickhouse_tables(client, "mltest")
+    client = clickhouse.connect(f"chdb://{tmp_path / 'ch'}")
+    clickhouse.create_tables(client, "mltest")
     yield client
     client.close()
 
@@ -31,4 +32,4 @@ def test_loading_twice_changes_nothing_and_a_partial_load_resumes(ch):
 
 def test_identifiers_are_checked():
     with pytest.raises(ValueError):
-        load.ident("movierecs; DROP TABLE x")
+        clickhouse.ident("movierecs; DROP TABLE x")

@@ -1,18 +1,29 @@
-"""Unit tests of the Chalice handlers with API Gateway proxy events and faked dependencies:
-routing, the contract's error shape (including Chalice's own errors), body limits, status codes."""
+"""Unit tests of the Chalice handlers through chalice.test.Client (Chalice's own local API
+Gateway: it builds each proxy event from method, path, headers and body) with faked
+dependencies: routing, the contract's error shape (including Chalice's own errors), body
+limits, status codes. The consumer gets the committed sample Kafka event (events/), and the
+proxy event of movierecs_core.apigw (the retraining verify step's) is checked against the
+committed sample and answered by the recommend app."""
 from __future__ import annotations
 
 import importlib.util
+import io
 import json
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
+import chalice.local
 import pytest
+from chalice.test import Client
 
+from movierecs_core import apigw
 from movierecs_core.config import settings
-from movierecs_core.errors import unavailable
+from movierecs_core.stores import Unavailable
 
 ROOT = Path(__file__).resolve().parents[2]
+EVENTS = ROOT / "events"
+REQUEST_ID = "req-1"
 
 
 @pytest.fixture(autouse=True)
@@ -26,6 +37,18 @@ def _env(monkeypatch):
     settings.cache_clear()
 
 
+@pytest.fixture(autouse=True)
+def _request_id(monkeypatch):
+    """Chalice's local context names each request with a random id; here every one is REQUEST_ID."""
+
+    class Context(chalice.local.LambdaContext):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            self.aws_request_id = REQUEST_ID
+
+    monkeypatch.setattr(chalice.local, "LambdaContext", Context)
+
+
 def load(name: str):
     spec = importlib.util.spec_from_file_location(f"fn_{name}", ROOT / "functions" / name / "app.py")
     mod = importlib.util.module_from_spec(spec)
@@ -34,7 +57,9 @@ def load(name: str):
 
 
 class Ctx:
-    aws_request_id = "req-1"
+    """A Lambda context for the handlers that are not HTTP routes (the consumer)."""
+
+    aws_request_id = REQUEST_ID
     function_name = "fn"
     memory_limit_in_mb = 128
     invoked_function_arn = "arn:aws:lambda:us-east-1:000000000000:function:fn"
@@ -43,43 +68,30 @@ class Ctx:
         return 30000
 
 
-def event(method: str, resource: str, path: str, query: dict | None = None, body: Any = None,
-          path_params: dict | None = None, headers: dict | None = None) -> dict:
+def call(mod, method: str, path: str, query: dict | None = None, body: Any = None,
+         headers: dict | None = None) -> tuple[int, Any]:
+    """One request through chalice.test.Client; (status, decoded JSON body)."""
     raw = body if isinstance(body, (str, type(None))) else json.dumps(body)
-    return {
-        "resource": resource,
-        "path": path,
-        "httpMethod": method,
-        "headers": headers or {"content-type": "application/json"},
-        "multiValueHeaders": {k: [v] for k, v in (headers or {"content-type": "application/json"}).items()},
-        "queryStringParameters": query,
-        "multiValueQueryStringParameters": {k: [v] for k, v in query.items()} if query else None,
-        "pathParameters": path_params,
-        "stageVariables": None,
-        "requestContext": {"resourcePath": resource, "httpMethod": method, "path": path, "requestId": "gw-1", "stage": "v1"},
-        "body": raw,
-        "isBase64Encoded": False,
-    }
-
-
-def call(mod, ev) -> tuple[int, Any]:
-    out = mod.app(ev, Ctx())
-    return out["statusCode"], json.loads(out["body"])
+    target = path + ("?" + urlencode(query) if query else "")
+    with Client(mod.app) as client:
+        r = client.http.request(method, target, headers=headers or {"content-type": "application/json"},
+                                body=(raw or "").encode())
+    return r.status_code, json.loads(r.body)
 
 
 def test_recommend_validation_errors_have_contract_shape():
     mod = load("recommend")
     for query, word in [(None, "user_id"), ({"user_id": "-1"}, "user_id"), ({"user_id": "abc"}, "user_id"),
                         ({"user_id": "1", "k": "0"}, "'k'"), ({"user_id": "1", "k": "101"}, "'k'")]:
-        status, body = call(mod, event("GET", "/recommendations", "/recommendations", query=query))
+        status, body = call(mod, "GET", "/recommendations", query=query)
         assert status == 400 and set(body) == {"error"} and word in body["error"]
-    status, body = call(mod, event("GET", "/movies/{movie_id}", "/movies/x", path_params={"movie_id": "x"}))
+    status, body = call(mod, "GET", "/movies/x")
     assert status == 400 and "movie_id" in body["error"]
 
 
 def test_chalice_own_errors_are_rewritten():
     mod = load("recommend")
-    status, body = call(mod, event("POST", "/recommendations", "/recommendations", query={"user_id": "1"}))
+    status, body = call(mod, "POST", "/recommendations", query={"user_id": "1"})
     assert status == 405 and set(body) == {"error"}
 
 
@@ -87,18 +99,18 @@ def test_dependency_failure_is_503_and_crash_is_500_without_traceback(monkeypatc
     mod = load("recommend")
 
     def down(*a, **k):
-        raise unavailable("the interactions store (ClickHouse) is unavailable")
+        raise Unavailable("the interactions store (ClickHouse) is unavailable")  # a store's neutral error
 
     monkeypatch.setattr(mod.service, "recommendations", down)
-    status, body = call(mod, event("GET", "/recommendations", "/recommendations", query={"user_id": "1"}))
+    status, body = call(mod, "GET", "/recommendations", query={"user_id": "1"})
     assert status == 503 and "ClickHouse" in body["error"]
 
     def crash(*a, **k):
         raise RuntimeError("secret internals")
 
     monkeypatch.setattr(mod.service, "movie", crash)
-    status, body = call(mod, event("GET", "/movies/{movie_id}", "/movies/1", path_params={"movie_id": "1"}))
-    assert status == 500 and "req-1" in body["error"] and "secret" not in body["error"]
+    status, body = call(mod, "GET", "/movies/1")
+    assert status == 500 and REQUEST_ID in body["error"] and "secret" not in body["error"]
 
 
 def test_recommend_passes_parsed_values(monkeypatch):
@@ -110,7 +122,7 @@ def test_recommend_passes_parsed_values(monkeypatch):
         return {"user_id": user_id, "k": k, "model_version": "v", "strategy": "popular", "items": []}
 
     monkeypatch.setattr(mod.service, "recommendations", fake)
-    status, body = call(mod, event("GET", "/recommendations", "/recommendations", query={"user_id": "42"}))
+    status, body = call(mod, "GET", "/recommendations", query={"user_id": "42"})
     assert status == 200 and seen == {"user_id": 42, "k": 10} and body["strategy"] == "popular"
 
 
@@ -126,7 +138,7 @@ def test_likes_statuses(monkeypatch):
     monkeypatch.setattr(mod.ingest, "send", sent.append)
 
     def post(body):
-        return call(mod, event("POST", "/likes", "/likes", body=body))
+        return call(mod, "POST", "/likes", body=body)
 
     status, body = post({"user_id": 1, "movie_id": 2, "event_id": "abc"})
     assert status == 202 and body == {"event_id": "abc"} and sent[0].movie_id == 2
@@ -145,20 +157,18 @@ def test_likes_broker_down_is_503_never_202(monkeypatch):
     monkeypatch.setattr(mod.ingest, "catalog", FakeCatalog())
 
     def down(event):
-        raise unavailable("the event broker did not acknowledge the like")
+        raise Unavailable("the event broker did not acknowledge the like")
 
     monkeypatch.setattr(mod.ingest, "send", down)
-    status, body = call(mod, event("POST", "/likes", "/likes", body={"user_id": 1, "movie_id": 2}))
+    status, body = call(mod, "POST", "/likes", body={"user_id": 1, "movie_id": 2})
     assert status == 503 and "broker" in body["error"]
 
 
 def test_admin_requires_key():
     mod = load("admin")
-    ev = event("POST", "/admin/reload", "/admin/reload", body={})
-    status, body = call(mod, ev)
+    status, body = call(mod, "POST", "/admin/reload", body={})
     assert status == 401 and "x-api-key" in body["error"]
-    ev = event("GET", "/admin/models", "/admin/models", headers={"x-api-key": "nope"})
-    assert call(mod, ev)[0] == 403
+    assert call(mod, "GET", "/admin/models", headers={"x-api-key": "nope"})[0] == 403
 
 
 def test_admin_reload_with_key(monkeypatch):
@@ -166,11 +176,11 @@ def test_admin_reload_with_key(monkeypatch):
     monkeypatch.setattr(mod.admin, "reload", lambda store, version, cache: {"model_version": version or "cur"})
     monkeypatch.setattr(mod, "_store", lambda: None)
     headers = {"x-api-key": "unit-test-admin-key-0123", "content-type": "application/json"}
-    status, body = call(mod, event("POST", "/admin/reload", "/admin/reload", body=None, headers=headers))
+    status, body = call(mod, "POST", "/admin/reload", body=None, headers=headers)
     assert status == 200 and body == {"model_version": "cur"}
-    status, body = call(mod, event("POST", "/admin/reload", "/admin/reload", body="[1]", headers=headers))
+    status, body = call(mod, "POST", "/admin/reload", body="[1]", headers=headers)
     assert status == 400
-    status, body = call(mod, event("GET", "/admin/stats", "/admin/stats", query={"minutes": "0"}, headers=headers))
+    status, body = call(mod, "GET", "/admin/stats", query={"minutes": "0"}, headers=headers)
     assert status == 400 and "minutes" in body["error"]
 
 
@@ -182,9 +192,28 @@ def test_consumer_handler_raises_when_clickhouse_is_down(monkeypatch):
             raise ConnectionError("refused")
 
     monkeypatch.setattr(mod, "get_client", lambda url: Down())
-    ev = {"eventSource": "SelfManagedKafka", "records": {"interactions-0": [{
-        "topic": "interactions", "partition": 0, "offset": 0, "timestamp": 0, "timestampType": "CREATE_TIME",
-        "key": "MQ==", "value": "eyJldmVudF9pZCI6ImUiLCJ1c2VyX2lkIjoxLCJtb3ZpZV9pZCI6MiwidHlwZSI6Imxpa2UiLCJ0cyI6IjIwMjYtMTEtMjdUMDA6MDA6MDBaIn0=",
-        "headers": []}]}}
+    ev = json.loads((EVENTS / "kafka_batch.json").read_text())
     with pytest.raises(ConnectionError):
         mod.handler(ev, Ctx())
+
+
+def test_the_verify_steps_proxy_event_has_the_samples_shape_and_is_answered(monkeypatch):
+    sample = json.loads((EVENTS / "get_recommendations.json").read_text())
+    ev = apigw.proxy_event("GET", "/recommendations", query={"user_id": "1", "k": "10"})
+    assert set(ev) <= set(sample) and {"resource", "path", "httpMethod", "requestContext"} <= set(ev)
+    assert ev["queryStringParameters"] == sample["queryStringParameters"]
+    assert ev["multiValueQueryStringParameters"] == sample["multiValueQueryStringParameters"]
+
+    mod = load("recommend")
+    monkeypatch.setattr(mod.service, "health", lambda reads: {"status": "ok", "model_version": "v7"})
+
+    class Lambda:  # boto3's invoke, answered by the function's own app in process
+        def invoke(self, FunctionName: str, Payload: bytes) -> dict:
+            out = mod.app(json.loads(Payload), Ctx())
+            return {"StatusCode": 200, "Payload": io.BytesIO(json.dumps(out).encode())}
+
+    answer = apigw.invoke(Lambda(), "movierecs-recommend", "GET", "/health")
+    assert answer.status == 200 and answer.body == {"status": "ok", "model_version": "v7"}
+    answer = apigw.invoke(Lambda(), "movierecs-recommend", "GET", "/movies/{movie_id}",
+                          path_params={"movie_id": "x"})
+    assert answer.status == 400 and "movie_id" in answer.body["error"]

@@ -5,15 +5,11 @@ for kafka-python's ConsumerRecord."""
 from __future__ import annotations
 
 import base64
-import sys
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "infra" / "localstack_ext"))
-
-from movierecs_localstack.kafka_event import (  # noqa: E402
+from movierecs_localstack.kafka_event import (
     Batcher,
     OffsetGuard,
     RetryPolicy,

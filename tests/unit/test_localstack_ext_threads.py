@@ -7,13 +7,9 @@ the real LocalStack in tests/integration/test_localstack_threads.py.)
 
 from __future__ import annotations
 
-import sys
 import threading
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "infra" / "localstack_ext"))
-
-from movierecs_localstack.threads import PRUNE_EVERY, PruningThreadList  # noqa: E402
+from movierecs_localstack.threads import PRUNE_EVERY, PruningThreadList
 
 
 def _finished_thread() -> threading.Thread:

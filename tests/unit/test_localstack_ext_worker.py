@@ -13,10 +13,8 @@ from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "infra" / "localstack_ext"))
-
-from movierecs_localstack import worker  # noqa: E402
-from movierecs_localstack.paths import WORKER_SCRIPT  # noqa: E402
+from movierecs_localstack import worker
+from movierecs_localstack.paths import WORKER_SCRIPT
 
 APP = '''
 import os, time

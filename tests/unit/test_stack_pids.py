@@ -77,10 +77,10 @@ def test_stack_lock_is_exclusive_between_processes(tmp_path):
 
     held = Stack(Ctx(Layout(root=tmp_path), {}))
     held.lock()  # kept referenced: the lock lives as long as its file object
-    code = ("import sys; sys.path.insert(0, %r)\n"
+    code = ("import sys\n"
             "from movierecs_stack.config import Layout\nfrom movierecs_stack.services import Ctx, ServiceError\n"
             "from movierecs_stack.stack import Stack\nfrom pathlib import Path\n"
             "try:\n    Stack(Ctx(Layout(root=Path(%r)), {})).lock(timeout=1)\nexcept ServiceError as e:\n"
-            "    print('LOCKED', e); sys.exit(3)\n" % (str(__import__('pathlib').Path(procs.__file__).parents[1]), str(tmp_path)))
+            "    print('LOCKED', e); sys.exit(3)\n" % str(tmp_path))
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=30)
     assert r.returncode == 3 and "LOCKED" in r.stdout and "waiting for another" in r.stdout

@@ -2,19 +2,14 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
-ENV = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "layers/serving/python"), str(ROOT / "layers/training/python")])}
-
 
 def cli(*args, check=True):
-    return subprocess.run([sys.executable, "-m", "movierecs_training", *args], capture_output=True, text=True, env=ENV, check=check, timeout=300)
+    return subprocess.run([sys.executable, "-m", "movierecs_training", *args], capture_output=True, text=True, check=check, timeout=300)
 
 
 @pytest.mark.parametrize("cmd", ["fetch", "load", "train", "evaluate", "search", "recommend", "bootstrap"])

@@ -30,6 +30,7 @@ def _load_app():
 
 
 app = _load_app()
+from movierecs_training import steps  # noqa: E402  (the module the handler runs)
 
 
 # --------------------------------------------------------------------------- fakes
@@ -244,7 +245,7 @@ def test_verify_waits_until_serving_reports_the_version(s3: FakeS3, monkeypatch:
     fake = FakeLambda([V0, V0, V1])
     app._clients["lambda"] = fake
     monkeypatch.setenv("SERVING_FUNCTION", "movierecs-recommend")
-    monkeypatch.setattr(app.time, "sleep", lambda s: None)
+    monkeypatch.setattr(steps.time, "sleep", lambda s: None)
     st = app.handler({"step": "verify", "state": state({"promoted_version": V1})})
     assert st["run"]["served_version"] == V1 and st["run"]["verified"] == "serving"
     assert len(fake.events) == 3
@@ -257,7 +258,7 @@ def test_verify_gives_up_when_serving_never_switches(s3: FakeS3, monkeypatch: py
     app._clients["lambda"] = FakeLambda([V0])
     monkeypatch.setenv("SERVING_FUNCTION", "movierecs-recommend")
     monkeypatch.setenv("VERIFY_TIMEOUT_S", "0")
-    monkeypatch.setattr(app.time, "sleep", lambda s: None)
+    monkeypatch.setattr(steps.time, "sleep", lambda s: None)
     with pytest.raises(app.ServingNotUpdated, match=V0):
         app.handler({"step": "verify", "state": state({"promoted_version": V1})})
 
@@ -407,3 +408,36 @@ def test_the_aws_image_holds_the_same_code_as_the_local_function() -> None:
     assert "Handler: app.handler" in block and "Command: [app.handler]" in block
     # `sam build` must not vendor the heavy requirements into the zip function
     assert not (ROOT / "functions" / "training" / "requirements.txt").exists()
+
+
+def _asl_paths(node: Any) -> set[str]:
+    """Every reference path ("$.run.promote", ...) the ASL makes into the state document."""
+    found: set[str] = set()
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if isinstance(value, str) and (key.endswith((".$", "Path")) or key == "Variable") and value.startswith("$."):
+                found.add(value)
+            found |= _asl_paths(value)
+    elif isinstance(node, list):
+        for value in node:
+            found |= _asl_paths(value)
+    return found
+
+
+def test_every_state_path_of_the_asl_names_a_field_of_the_typed_state() -> None:
+    import typing
+
+    from movierecs_training import run_state
+
+    # paths into a Lambda invoke's own result, not into the workflow state
+    own = {"$.Payload", "$.Payload.run"}
+    paths = _asl_paths(_asl()) - own
+    assert {"$.run.promote", "$.run.reason", "$.error", "$.error.Error", "$.error.Cause", "$.rollback"} <= paths
+    for path in paths:
+        kind: Any = run_state.State
+        for part in path.split(".")[1:]:
+            hints = typing.get_type_hints(kind)
+            assert part in hints, f"{path}: {part!r} is not a field of {kind.__name__}"
+            kind = hints[part]
+    assert typing.get_type_hints(run_state.Run)["promote"] is bool  # the Choice state's BooleanEquals
+    assert app.validate_request({"trigger": "admin"}).keys() <= run_state.REQUEST_KEYS

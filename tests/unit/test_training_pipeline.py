@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from movierecs_core.stores import clickhouse
 from movierecs_serving import ModelArtifact, ModelStore, Recommender
 from movierecs_training import data, load, pipeline, train
 from test_serving_store import FakeS3
@@ -22,8 +23,8 @@ except ImportError as e:  # pragma: no cover
 @pytest.fixture()
 def ch_url(tmp_path):
     url = f"chdb://{tmp_path / 'ch'}"
-    client = load.ch_client(url)
-    load.create_clickhouse_tables(client, "movierecs")
+    client = clickhouse.connect(url)
+    clickhouse.create_tables(client, "movierecs")
     load.load_clickhouse(client, data.load_dataset("ml-100k").ratings, "movierecs", progress=False)
     now = datetime.now(timezone.utc).replace(tzinfo=None)
     likes = pd.DataFrame({"event_id": [str(uuid.uuid4()) for _ in range(3)], "user_id": np.array([5000, 5000, 1], np.uint32),

@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from movierecs_serving import ModelArtifact
-from movierecs_training import data, evaluate, train
+from movierecs_training import data, evaluate, recipe, train
 
 
 def frame(rows):
@@ -38,7 +38,7 @@ def test_a_like_and_a_rating_of_the_same_movie_become_one_row_with_the_larger_we
 def test_train_artifact_on_ml100k_has_manifest_metrics_and_report(tmp_path):
     ml = data.load_dataset("ml-100k")
     df = train.ratings_to_interactions(ml.ratings)
-    folder = train.train_artifact(df, tmp_path, {"factors": 16, "iterations": 8})
+    folder = recipe.train_artifact(df, tmp_path, {"factors": 16, "iterations": 8})
     art = ModelArtifact.load(folder)
     m = art.manifest
     assert m["hyperparameters"]["factors"] == 16 and m["hyperparameters"]["alpha"] == 4.0

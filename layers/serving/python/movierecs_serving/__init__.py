@@ -12,16 +12,23 @@ from movierecs_serving.artifact import (
     is_valid_version,
     write_artifact,
 )
-from movierecs_serving.recommender import Recommendation, Recommender, UnknownItemError
+from movierecs_serving.holder import ModelHolder, ModelUnavailable
+from movierecs_serving.manifest import Manifest, TrainingData
+from movierecs_serving.recommender import Recommendation, Recommender, Strategy, UnknownItemError
 from movierecs_serving.store import ModelNotFoundError, ModelStore
 
 __all__ = [
     "ArtifactError",
+    "Manifest",
     "ModelArtifact",
+    "ModelHolder",
+    "ModelUnavailable",
     "ModelNotFoundError",
     "ModelStore",
     "Recommendation",
     "Recommender",
+    "Strategy",
+    "TrainingData",
     "UnknownItemError",
     "is_valid_version",
     "new_version",

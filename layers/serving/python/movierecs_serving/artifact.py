@@ -15,7 +15,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import re
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -23,12 +22,18 @@ from typing import Any, Mapping
 
 import numpy as np
 
-FORMAT_VERSION = 1
+from movierecs_serving.manifest import (
+    FORMAT_VERSION,
+    MODEL_FILE,
+    SEEN_FILE,
+    Manifest,
+    ManifestError,
+    TrainingData,
+    is_valid_version,
+)
+
 MANIFEST = "manifest.json"
-MODEL_FILE = "model.npz"
-SEEN_FILE = "seen.npz"
 REPORT_FILE = "report.json"
-_VERSION_RE = re.compile(r"^\d{8}T\d{6}Z-[0-9a-f]{8}$")
 
 MODEL_ARRAYS = ("user_factors", "item_factors", "user_ids", "item_ids", "popular", "popular_scores")
 SEEN_ARRAYS = ("indptr", "indices", "data")
@@ -44,11 +49,6 @@ def new_version(now: datetime | None = None) -> str:
     return now.strftime("%Y%m%dT%H%M%SZ") + "-" + os.urandom(4).hex()
 
 
-def is_valid_version(version: object) -> bool:
-    """True when ``version`` has the artifact version format (guards S3 keys and paths)."""
-    return isinstance(version, str) and bool(_VERSION_RE.match(version))
-
-
 def sha256_file(path: Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:
@@ -62,7 +62,7 @@ class ModelArtifact:
     """Arrays of one model version, verified. Row ``i`` of ``user_factors`` is user ``user_ids[i]``."""
 
     path: Path
-    manifest: dict[str, Any]
+    manifest: Manifest
     user_factors: np.ndarray  # (n_users, f) float32
     item_factors: np.ndarray  # (n_items, f) float32
     user_ids: np.ndarray  # (n_users,) int64, external user ids
@@ -76,11 +76,11 @@ class ModelArtifact:
 
     @property
     def version(self) -> str:
-        return str(self.manifest["version"])
+        return self.manifest.version
 
     @property
     def hyperparameters(self) -> dict[str, Any]:
-        return dict(self.manifest.get("hyperparameters", {}))
+        return dict(self.manifest.hyperparameters)
 
     @classmethod
     def load(cls, path: str | os.PathLike[str], verify: bool = True) -> "ModelArtifact":
@@ -90,19 +90,14 @@ class ModelArtifact:
         if not manifest_path.is_file():
             raise ArtifactError(f"{root}: no {MANIFEST}; not a model artifact folder (or an unfinished download)")
         try:
-            manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+            doc = json.loads(manifest_path.read_text(encoding="utf-8"))
         except (OSError, ValueError) as e:
             raise ArtifactError(f"{manifest_path}: unreadable manifest: {e}") from e
-        if not isinstance(manifest, dict) or not isinstance(manifest.get("files"), dict):
-            raise ArtifactError(f"{manifest_path}: manifest has no 'files' table")
-        if manifest.get("format") != FORMAT_VERSION:
-            raise ArtifactError(f"{manifest_path}: artifact format {manifest.get('format')!r}, expected {FORMAT_VERSION}")
-        if not is_valid_version(manifest.get("version")):
-            raise ArtifactError(f"{manifest_path}: bad version {manifest.get('version')!r}")
-        files: dict[str, str] = manifest["files"]
-        for required in (MODEL_FILE, SEEN_FILE):
-            if required not in files:
-                raise ArtifactError(f"{manifest_path}: manifest does not list {required}")
+        try:
+            manifest = Manifest.from_json(doc)
+        except ManifestError as e:
+            raise ArtifactError(f"{manifest_path}: {e}") from None
+        files = manifest.files
         if verify:
             for name, expected in files.items():
                 if "/" in name or name.startswith("."):
@@ -173,8 +168,8 @@ class ModelArtifact:
         if len(self.seen_indices) and (self.seen_indices.min() < 0 or self.seen_indices.max() >= ni):
             problems.append("seen.npz refers to item rows out of range")
         m = self.manifest
-        if m.get("n_users") not in (None, nu) or m.get("n_items") not in (None, ni):
-            problems.append(f"manifest says {m.get('n_users')} users / {m.get('n_items')} items, arrays have {nu} / {ni}")
+        if m.n_users not in (None, nu) or m.n_items not in (None, ni):
+            problems.append(f"manifest says {m.n_users} users / {m.n_items} items, arrays have {nu} / {ni}")
         if problems:
             raise ArtifactError(f"{where}: inconsistent artifact: " + "; ".join(problems))
 
@@ -206,6 +201,7 @@ def write_artifact(
     seen_data: np.ndarray,
     hyperparameters: Mapping[str, Any],
     data: Mapping[str, Any],
+    training: TrainingData | None = None,
     metrics: Mapping[str, Any] | None = None,
     report: Mapping[str, Any] | None = None,
     version: str | None = None,
@@ -214,6 +210,7 @@ def write_artifact(
 
     The manifest is written last, through a temporary file and a rename, so a folder with a
     manifest is always complete. ``popular`` holds item ROW indices (not movie ids).
+    ``data`` summarises the training data; ``training`` adds what serving relies on.
     """
     version = version or new_version()
     if not is_valid_version(version):
@@ -241,25 +238,21 @@ def write_artifact(
         data=data16 if np.array_equal(data16.astype(np.float32), data32) else data32,
     )
     (root / REPORT_FILE).write_text(json.dumps(report or {}, indent=2, default=_json_default), encoding="utf-8")
-    manifest = {
-        "format": FORMAT_VERSION,
-        "version": version,
-        "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z"),
-        "data": dict(data),
-        "hyperparameters": dict(hyperparameters),
-        "metrics": dict(metrics or {}),
-        "n_users": int(len(user_ids)),
-        "n_items": int(len(item_ids)),
-        "factors": int(np.shape(item_factors)[1]),
-        "id_maps": {
-            "user_ids": "model.npz user_ids[i] is the external user id of user_factors row i and seen.npz row i",
-            "item_ids": "model.npz item_ids[j] is the movie id of item_factors row j; seen.npz indices and popular are item rows j",
-        },
-        "files": {n: sha256_file(root / n) for n in (MODEL_FILE, SEEN_FILE, REPORT_FILE)},
-    }
+    manifest = Manifest(
+        format=FORMAT_VERSION,
+        version=version,
+        created_at=datetime.now(timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z"),
+        data=training.merged_into(data) if training else dict(data),
+        hyperparameters=dict(hyperparameters),
+        metrics=dict(metrics or {}),
+        n_users=int(len(user_ids)),
+        n_items=int(len(item_ids)),
+        factors=int(np.shape(item_factors)[1]),
+        files={n: sha256_file(root / n) for n in (MODEL_FILE, SEEN_FILE, REPORT_FILE)},
+    )
     tmp = root / f".manifest-{os.getpid()}"
     with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(manifest, f, indent=2, default=_json_default)
+        json.dump(manifest.to_json(), f, indent=2, default=_json_default)
     os.replace(tmp, root / MANIFEST)
     return root
 

@@ -15,15 +15,21 @@ Every answer excludes what the user rated in training, everything passed in ``li
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Iterable
 
 import numpy as np
 
 from movierecs_serving.artifact import ModelArtifact
 
-PERSONAL = "personal"
-FOLD_IN = "fold_in"
-POPULAR = "popular"
+
+
+class Strategy(StrEnum):
+    """How an answer was made (the contract's ``strategy``; a str, so JSON shows the value)."""
+
+    PERSONAL = "personal"
+    FOLD_IN = "fold_in"
+    POPULAR = "popular"
 
 
 class UnknownItemError(LookupError):
@@ -33,7 +39,7 @@ class UnknownItemError(LookupError):
 @dataclass(frozen=True)
 class Recommendation:
     user_id: int
-    strategy: str
+    strategy: Strategy
     items: list[tuple[int, float]] = field(default_factory=list)
     model_version: str = ""
 
@@ -70,7 +76,7 @@ class Recommender:
     def knows_all_ratings(self) -> bool:
         """True when every rating of the training data is among its users' training items, so
         the rated movies of a known user need not be read again (the manifest says so)."""
-        return bool(self.artifact.manifest.get("data", {}).get("seen_has_all_ratings", False))
+        return self.artifact.manifest.training.seen_has_all_ratings
 
     def has_user(self, user_id: int) -> bool:
         return int(user_id) in self._user_row
@@ -116,13 +122,13 @@ class Recommender:
                     weights = np.concatenate([a.seen_data[lo:hi], np.full(len(fresh), self.like_weight, np.float32)])
                     vec = self.fold_in_vector(rows, weights)
             banned = np.concatenate([seen_rows, np.asarray(liked_rows + excl_rows, dtype=np.int32)])
-            return Recommendation(int(user_id), PERSONAL, self._top_k(vec, k, banned), self.model_version)
+            return Recommendation(int(user_id), Strategy.PERSONAL, self._top_k(vec, k, banned), self.model_version)
         banned = np.asarray(liked_rows + excl_rows, dtype=np.int64)
         if liked_rows:
             rows = np.asarray(liked_rows, dtype=np.int32)
             vec = self.fold_in_vector(rows, np.full(len(rows), self.like_weight, np.float32))
-            return Recommendation(int(user_id), FOLD_IN, self._top_k(vec, k, banned), self.model_version)
-        return Recommendation(int(user_id), POPULAR, self.popular(k, set(banned.tolist())), self.model_version)
+            return Recommendation(int(user_id), Strategy.FOLD_IN, self._top_k(vec, k, banned), self.model_version)
+        return Recommendation(int(user_id), Strategy.POPULAR, self.popular(k, set(banned.tolist())), self.model_version)
 
     def fold_in_vector(self, item_rows: np.ndarray, weights: np.ndarray) -> np.ndarray:
         """Solve one user's iALS factors from (item row, weight) pairs, as implicit's recalculate_user."""

@@ -43,6 +43,13 @@ def _is_not_found(e: Exception) -> bool:
 class ModelStore:
     """Model versions in one S3 bucket under ``prefix``."""
 
+    #: The store's errors and version check, reachable from an instance like boto3's
+    #: ``client.exceptions``: movierecs_core.admin works on the store it is given without
+    #: importing movierecs_serving (core never depends on serving).
+    NotFound = ModelNotFoundError
+    Invalid = ArtifactError
+    is_valid_version = staticmethod(is_valid_version)
+
     def __init__(self, s3: Any, bucket: str, prefix: str = "models/") -> None:
         self.s3 = s3
         self.bucket = bucket

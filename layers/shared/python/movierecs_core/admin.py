@@ -13,10 +13,11 @@ import time
 import uuid
 from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
-from typing import Any
+from typing import Any, Protocol
 
 from .errors import ApiError, bad_request, not_found, unavailable
 from .events import format_ts
+from .stores import Unavailable, clickhouse
 
 
 # -- key ---------------------------------------------------------------------------------
@@ -31,14 +32,30 @@ def check_key(provided: str | None, expected: str) -> None:
 
 
 # -- models ------------------------------------------------------------------------------
-def reload(store: Any, version: str | None, cache_dir: str) -> dict[str, str]:
+class ModelStoreAPI(Protocol):
+    """What the admin endpoints need of ``movierecs_serving.ModelStore`` (given, never imported)."""
+
+    NotFound: type[Exception]
+    Invalid: type[Exception]
+
+    @staticmethod
+    def is_valid_version(version: object) -> bool: ...
+
+    def current_version(self) -> str | None: ...
+
+    def list_versions(self) -> list[dict[str, Any]]: ...
+
+    def load(self, version: str, cache_dir: str) -> Any: ...
+
+    def promote(self, version: str) -> Any: ...
+
+
+def reload(store: ModelStoreAPI, version: str | None, cache_dir: str) -> dict[str, str]:
     """Verify ``version`` (download + checksums) and point ``models/CURRENT`` at it.
 
     ``version`` None means the currently promoted one (re-verified and re-announced).
     """
-    from movierecs_serving import ArtifactError, ModelNotFoundError, is_valid_version
-
-    if version is not None and (not isinstance(version, str) or not is_valid_version(version)):
+    if version is not None and (not isinstance(version, str) or not store.is_valid_version(version)):
         raise bad_request(
             f"'version' must look like 20261127T031500Z-1a2b3c4d (see GET /admin/models), got {json.dumps(version)[:60]}"
         )
@@ -51,14 +68,14 @@ def reload(store: Any, version: str | None, cache_dir: str) -> dict[str, str]:
     try:
         store.load(target, cache_dir)
         store.promote(target)
-    except ModelNotFoundError:
+    except store.NotFound:
         raise not_found(f"model version {target} does not exist; GET /admin/models lists the versions") from None
-    except ArtifactError as exc:
+    except store.Invalid as exc:
         raise ApiError(409, f"model version {target} failed verification and was not promoted: {exc}") from None
     return {"model_version": target}
 
 
-def models(store: Any) -> dict[str, Any]:
+def models(store: ModelStoreAPI) -> dict[str, Any]:
     """The contract's ``{"current", "versions": [...]}``, newest first."""
     try:
         current = store.current_version()
@@ -86,21 +103,6 @@ def retrain(sfn: Any, state_machine_arn: str) -> dict[str, str]:
 
 
 # -- stats -------------------------------------------------------------------------------
-_REQUESTS_SQL = """
-SELECT toStartOfMinute(ts) AS t, count() AS n, countIf(status >= 500) AS e,
-       quantile(0.5)(latency_ms) AS p50, quantile(0.95)(latency_ms) AS p95
-FROM requests
-WHERE ts >= {since:DateTime64(3, 'UTC')}
-GROUP BY t ORDER BY t
-"""
-_LIKES_SQL = """
-SELECT toStartOfMinute(ts) AS t, uniqExact(event_id) AS n
-FROM likes
-WHERE ts >= {since:DateTime64(3, 'UTC')}
-GROUP BY t ORDER BY t
-"""
-
-
 def _minute(t: Any) -> datetime:
     if isinstance(t, datetime):
         return (t if t.tzinfo else t.replace(tzinfo=timezone.utc)).replace(second=0, microsecond=0)
@@ -115,8 +117,13 @@ def stats(ch: Any, minutes: int, now: datetime | None = None) -> dict[str, Any]:
     """Per-minute series over the last ``minutes`` minutes; count series have every minute (0 if idle)."""
     now = (now or datetime.now(timezone.utc)).replace(second=0, microsecond=0)
     start = now - timedelta(minutes=minutes - 1)
-    req_rows = ch.query(_REQUESTS_SQL, parameters={"since": start}).result_rows
-    like_rows = ch.query(_LIKES_SQL, parameters={"since": start}).result_rows
+    try:
+        req_rows = clickhouse.request_minutes(ch, start)
+        like_rows = clickhouse.like_minutes(ch, start)
+    except Unavailable:
+        raise
+    except Exception as exc:
+        raise Unavailable(f"the telemetry store (ClickHouse) is unavailable ({type(exc).__name__})") from exc
     req = {_minute(t): (int(n), int(e), float(p50), float(p95)) for t, n, e, p50, p95 in req_rows}
     lik = {_minute(t): int(n) for t, n in like_rows}
     grid = [start + timedelta(minutes=i) for i in range(minutes)]
@@ -138,7 +145,7 @@ def consumer_lag(bootstrap: str, group: str, topic: str,
     answer then says why the lag is unknown.
     """
     if lag_of is None:
-        from .kafka import consumer_lag as lag_of
+        from .stores.kafka import consumer_lag as lag_of
     try:
         parts = lag_of(bootstrap, group, topic)
     except Exception as exc:  # noqa: BLE001 - reported in the answer, not raised

@@ -10,7 +10,7 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from .postgres import Postgres
+from .stores.postgres import Postgres, movies_by_id
 
 
 @dataclass(frozen=True)
@@ -51,10 +51,7 @@ class Catalog:
                 else:
                     missing.append(i)
         if missing:
-            rows = self._db.run(
-                "SELECT movie_id, title, year, genres FROM movies WHERE movie_id = ANY(CAST(:ids AS int[]))",
-                ids=missing,
-            )
+            rows = movies_by_id(self._db, missing)
             with self._lock:
                 if len(self._rows) + len(rows) > self._max_rows:
                     self._rows.clear()

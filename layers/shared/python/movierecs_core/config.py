@@ -10,6 +10,20 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 
+class SettingsError(RuntimeError):
+    """An environment variable holds a value the functions cannot use (the message says which)."""
+
+
+def _tolerance(raw: str) -> float:
+    try:
+        value = float(raw)
+    except ValueError:
+        raise SettingsError(f"PROMOTE_TOLERANCE={raw!r} is not a number (e.g. 0.02)") from None
+    if not 0.0 <= value < 1.0:
+        raise SettingsError(f"PROMOTE_TOLERANCE={raw!r} must be in [0, 1)")
+    return value
+
+
 @dataclass(frozen=True)
 class Settings:
     """Endpoints and names; defaults are the local stack's (docs/DESIGN.md, Ports)."""
@@ -29,6 +43,17 @@ class Settings:
     function_log_groups: tuple[str, ...] = ()
     function_name: str = "local"
     telemetry_enabled: bool = True
+    # retraining (functions/training): the promotion rule and the serving check
+    promote_tolerance: float = 0.02
+    serving_function: str = ""
+    verify_timeout_s: float = 30.0
+
+    def require(self, name: str) -> str:
+        """The value of field ``name``; SettingsError naming its variable when it is empty."""
+        value = getattr(self, name)
+        if value in ("", None):
+            raise SettingsError(f"environment variable {name.upper()} is not set (template.yaml sets it)")
+        return value
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> "Settings":
@@ -51,6 +76,9 @@ class Settings:
             function_log_groups=tuple(g.strip() for g in groups),
             function_name=e.get("AWS_LAMBDA_FUNCTION_NAME", d.function_name),
             telemetry_enabled=e.get("MOVIERECS_TELEMETRY", "1") not in ("0", "false", "no"),
+            promote_tolerance=_tolerance(e.get("PROMOTE_TOLERANCE", str(d.promote_tolerance))),
+            serving_function=e.get("SERVING_FUNCTION", d.serving_function),
+            verify_timeout_s=float(e.get("VERIFY_TIMEOUT_S", d.verify_timeout_s)),
         )
 
 

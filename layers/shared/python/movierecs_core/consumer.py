@@ -22,15 +22,9 @@ from typing import Any
 from aws_lambda_powertools.utilities.kafka import ConsumerRecords, SchemaConfig
 
 from .events import InvalidEvent, LikeEvent, like_from_message
+from .stores import clickhouse
 
-LIKE_COLUMNS = ["event_id", "user_id", "movie_id", "ts", "ingested_at"]
-DEAD_COLUMNS = ["ts", "topic", "partition", "offset", "key", "value", "reason"]
 _MAX_DEAD_VALUE = 8192
-
-_EXISTING_SQL = (
-    "SELECT DISTINCT user_id, event_id FROM likes "
-    "WHERE user_id IN {users:Array(UInt32)} AND event_id IN {ids:Array(String)}"
-)
 
 
 @dataclass(frozen=True)
@@ -119,13 +113,7 @@ def decode_event(event: dict[str, Any]) -> Decoded:
 
 def existing_ids(ch: Any, likes: Iterable[LikeEvent]) -> set[tuple[int, str]]:
     """(user_id, event_id) pairs of ``likes`` that are already stored."""
-    likes = list(likes)
-    if not likes:
-        return set()
-    users = sorted({like.user_id for like in likes})
-    ids = sorted({like.event_id for like in likes})
-    rows = ch.query(_EXISTING_SQL, parameters={"users": users, "ids": ids}).result_rows
-    return {(int(u), str(e)) for u, e in rows}
+    return clickhouse.existing_like_ids(ch, ((like.user_id, like.event_id) for like in likes))
 
 
 def store(ch: Any, decoded: Decoded, now: datetime | None = None) -> Stored:
@@ -134,17 +122,10 @@ def store(ch: Any, decoded: Decoded, now: datetime | None = None) -> Stored:
     stored = existing_ids(ch, decoded.likes)
     new = [like for like in decoded.likes if (like.user_id, like.event_id) not in stored]
     if new:
-        ch.insert(
-            "likes",
-            [[like.event_id, like.user_id, like.movie_id, like.ts, now] for like in new],
-            column_names=LIKE_COLUMNS,
-        )
+        clickhouse.insert_likes(ch, [[like.event_id, like.user_id, like.movie_id, like.ts, now] for like in new])
     if decoded.dead:
-        ch.insert(
-            "dead_letters",
-            [[now, d.topic, d.partition, d.offset, d.key, d.value, d.reason[:1000]] for d in decoded.dead],
-            column_names=DEAD_COLUMNS,
-        )
+        clickhouse.insert_dead_letters(
+            ch, [[now, d.topic, d.partition, d.offset, d.key, d.value, d.reason[:1000]] for d in decoded.dead])
     return Stored(
         received=decoded.total,
         inserted=len(new),

@@ -1,9 +1,13 @@
 """The one error type handlers raise for a client-visible failure.
 
 Every API answer that is not a success has the contract's shape ``{"error": "..."}``; raising
-``ApiError(status, message)`` anywhere below a handler produces exactly that.
+``ApiError(status, message)`` anywhere below a handler produces exactly that. The stores raise
+the neutral ``stores.Unavailable`` instead; ``from_unavailable`` is the one place it becomes
+HTTP (503), used by the web glue and the read side.
 """
 from __future__ import annotations
+
+from .stores import Unavailable
 
 
 class ApiError(Exception):
@@ -32,3 +36,8 @@ def not_found(message: str) -> ApiError:
 def unavailable(message: str) -> ApiError:
     """503: a dependency is down; retrying later may work."""
     return ApiError(503, message)
+
+
+def from_unavailable(exc: Unavailable) -> ApiError:
+    """503 with the store's own message: nothing was done, retrying later may work."""
+    return unavailable(str(exc))

@@ -12,7 +12,6 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from .errors import bad_request
 from .validation import MAX_ID
 
 EVENT_ID_MAX = 64
@@ -130,7 +129,3 @@ def like_from_message(value: object) -> LikeEvent:
         ts=parse_ts(value.get("ts")),
     )
 
-
-def as_bad_request(exc: InvalidEvent):
-    """The HTTP 400 for an invalid like."""
-    return bad_request(str(exc))

@@ -1,29 +1,43 @@
 """The read side of the API (recommend function): plain functions over injected dependencies.
 
 ``Reads`` bundles the environment's model holder, ClickHouse client getter and movie
-catalog, so unit tests can pass fakes and the handler stays a list of routes.
+catalog, so unit tests can pass fakes and the handler stays a list of routes. The holder is
+``movierecs_serving.ModelHolder``, described here by the ``Models`` protocol: core never
+imports serving.
 """
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from .catalog import Catalog
-from .errors import ApiError, not_found, unavailable
+from .errors import ApiError, from_unavailable, not_found, unavailable
 from .events import format_ts
-from .interactions import user_history, user_likes
-from .models import ModelHolder
+from .stores import Unavailable, clickhouse
+from .stores.clickhouse import user_history, user_likes
 
 # Extra candidates asked from the model, in case a movie is missing from the catalogue.
 _MARGIN = 5
+
+
+class Models(Protocol):
+    """The environment's model (``movierecs_serving.ModelHolder``)."""
+
+    #: Raised by ``get()`` when no model can be served.
+    Unavailable: type[Exception]
+
+    @property
+    def version(self) -> str | None: ...
+
+    def get(self) -> Any: ...
 
 
 @dataclass
 class Reads:
     """Dependencies of the read endpoints."""
 
-    models: ModelHolder
+    models: Models
     clickhouse: Callable[[], Any]
     catalog: Catalog
     reset_clickhouse: Callable[[], None] = lambda: None
@@ -36,23 +50,29 @@ class Reads:
             raise
         except Exception as exc:
             self.reset_clickhouse()
-            raise unavailable(
-                f"the interactions store (ClickHouse) is unavailable ({type(exc).__name__}); retry shortly"
-            ) from exc
+            down = exc if isinstance(exc, Unavailable) else clickhouse.unavailable(exc)
+            raise from_unavailable(down) from exc
+
+    def model(self) -> Any:
+        """The Recommender being served; no servable model is a 503."""
+        try:
+            return self.models.get()
+        except self.models.Unavailable as exc:
+            raise unavailable(str(exc)) from exc
 
 
 def health(reads: Reads) -> dict[str, Any]:
     """``{"status": "ok", "model_version"}``; the version is null when no model is loadable."""
     try:
         reads.models.get()
-    except ApiError:
+    except reads.models.Unavailable:
         pass
     return {"status": "ok", "model_version": reads.models.version}
 
 
 def recommendations(reads: Reads, user_id: int, k: int) -> dict[str, Any]:
     """Top-k for a user with their likes folded in; never a rated/liked movie, never a repeat."""
-    rec = reads.models.get()
+    rec = reads.model()
     history = reads.ch_query(lambda ch: user_history(ch, user_id, ratings=not rec.knows_all_ratings))
     seen = history.seen
     r = rec.recommend(user_id, k + _MARGIN, liked=history.liked, exclude=history.rated)
@@ -83,7 +103,7 @@ def similar(reads: Reads, movie_id: int, k: int) -> dict[str, Any]:
     """Movies closest to ``movie_id`` in the model's item space (empty if the model never saw it)."""
     if reads.catalog.get(movie_id) is None:
         raise not_found(f"movie {movie_id} does not exist")
-    rec = reads.models.get()
+    rec = reads.model()
     if not rec.has_item(movie_id):
         return {"movie_id": movie_id, "model_version": rec.model_version, "items": []}
     pairs = rec.similar(movie_id, k + _MARGIN)

@@ -16,9 +16,9 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
-log = logging.getLogger("movierecs.telemetry")
+from .stores.clickhouse import insert_requests
 
-COLUMNS = ["ts", "function", "route", "status", "latency_ms", "model_version", "request_id"]
+log = logging.getLogger("movierecs.telemetry")
 
 
 @dataclass(frozen=True)
@@ -141,7 +141,7 @@ def clickhouse_insert(get_client: Callable[[], Any]) -> InsertFn:
     """An InsertFn writing to ``requests`` with a client obtained at flush time."""
 
     def insert(rows: Sequence[tuple[Any, ...]]) -> None:
-        get_client().insert("requests", list(rows), column_names=COLUMNS)
+        insert_requests(get_client(), rows)
 
     return insert
 

@@ -6,7 +6,6 @@ int or raise a 400 that names the parameter and the accepted range.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
 
 from .errors import bad_request
 
@@ -44,9 +43,3 @@ def parse_bounded(name: str, raw: str | None, low: int, high: int, default: int)
         raise bad_request(f"'{name}' must be between {low} and {high}, got {value}")
     return value
 
-
-def query_param(params: Mapping[str, str] | None, name: str) -> str | None:
-    """One query parameter's value, or None (Chalice gives None instead of an empty mapping)."""
-    if not params:
-        return None
-    return params.get(name)

@@ -2,8 +2,9 @@
 per-request logging, metrics and telemetry.
 
 ``ApiApp`` is a Chalice app whose routes
-- turn an ``ApiError`` into ``{"error": ...}`` with its status, and any other exception into a
-  logged 500 ``{"error": ...}`` naming the request id (no traceback to the client);
+- turn an ``ApiError`` into ``{"error": ...}`` with its status, a store's ``Unavailable`` into
+  a 503 with its message, and any other exception into a logged 500 ``{"error": ...}`` naming
+  the request id (no traceback to the client);
 - accept any Content-Type (the body is parsed as JSON by ``json_body``, which gives clear 400/413);
 and whose middleware rewrites Chalice's own error bodies (``{"Code", "Message"}``: 405, 415,
 ...) to the contract's shape, and records each request (log line, EMF metrics, ClickHouse
@@ -21,8 +22,9 @@ from aws_lambda_powertools.metrics import MetricUnit
 from chalice import Chalice, Response
 
 from .config import settings
-from .errors import ApiError, bad_request
+from .errors import ApiError, bad_request, from_unavailable
 from .observability import make_tools
+from .stores import Unavailable
 from .telemetry import Recorder, RequestRow, clickhouse_insert, now_utc
 
 JSON_HEADERS = {"Content-Type": "application/json"}
@@ -59,10 +61,12 @@ class ApiApp(Chalice):
             def guarded(*args: Any, **kw: Any) -> Any:
                 try:
                     return view(*args, **kw)
-                except ApiError as exc:
-                    if exc.status >= 500:
-                        self.logger.error("dependency failure: %s", exc.message, exc_info=exc.__cause__ or False)
-                    return error_response(exc.status, exc.message)
+                except (ApiError, Unavailable) as exc:
+                    err = exc if isinstance(exc, ApiError) else from_unavailable(exc)
+                    if err.status >= 500:
+                        cause = exc.__cause__ if isinstance(exc, ApiError) else exc
+                        self.logger.error("dependency failure: %s", err.message, exc_info=cause or False)
+                    return error_response(err.status, err.message)
                 except Exception:
                     rid = self._request_id()
                     self.logger.exception("unhandled error in %s %s", path, kwargs.get("methods", ["GET"]))
@@ -146,7 +150,7 @@ class ApiApp(Chalice):
     def recorder(self) -> Recorder:
         """The environment's telemetry recorder (created on first use)."""
         if self._recorder is None:
-            from .clickhouse import get_client
+            from .stores.clickhouse import get_client
 
             url = settings().clickhouse_url
             self._recorder = Recorder(clickhouse_insert(lambda: get_client(url)))

@@ -19,6 +19,7 @@ from urllib.parse import urlparse
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # implicit runs its own threads
 
 from movierecs_training.data import REPO
+from movierecs_training.params import WEIGHTINGS
 
 DEFAULT_MODELS = REPO / ".movierecs" / "models"
 STACK = "movierecs"
@@ -46,13 +47,11 @@ def _aws_endpoint(endpoints: dict[str, Any]) -> str:
 
 
 def _boto(service: str, endpoint_url: str):
-    import boto3
-    from botocore.config import Config
+    from movierecs_core.stores import aws
 
-    return boto3.client(service, endpoint_url=endpoint_url, region_name="us-east-1",
-                        aws_access_key_id=os.environ.get("AWS_ACCESS_KEY_ID", "test"),
-                        aws_secret_access_key=os.environ.get("AWS_SECRET_ACCESS_KEY", "test"),
-                        config=Config(s3={"addressing_style": "path"}, retries={"max_attempts": 3}))
+    return aws.client(service, endpoint_url=endpoint_url, region="us-east-1",
+                      credentials=(os.environ.get("AWS_ACCESS_KEY_ID", "test"),
+                                   os.environ.get("AWS_SECRET_ACCESS_KEY", "test")))
 
 
 def model_bucket(endpoint_url: str, stack: str = STACK) -> str:
@@ -113,12 +112,12 @@ def cmd_load(args) -> int:
 
 
 def cmd_train(args) -> int:
-    from movierecs_training import train
+    from movierecs_training import recipe, train
 
     p = train.Params.from_dict(_params(args))
     t0 = time.perf_counter()
     df = _interactions(args.data, p)
-    folder = train.train_artifact(df, args.out, p, evaluate=not args.no_eval)
+    folder = recipe.train_artifact(df, args.out, p, evaluate=not args.no_eval)
     _p(f"trained {folder.name} in {time.perf_counter() - t0:.1f}s -> {folder}")
     return 0
 
@@ -185,9 +184,9 @@ def cmd_bootstrap(args) -> int:
         return 0
     # train on what ClickHouse holds (ratings + any likes), as the retraining workflow does,
     # so a bootstrap after a LocalStack restart (S3 is not durable) keeps the users' likes
-    from movierecs_training.load import ch_client
+    from movierecs_core.stores import clickhouse
 
-    client = ch_client(ep["clickhouse"])
+    client = clickhouse.connect(ep["clickhouse"])
     try:
         raw = pipeline.extract_frame(client)
     finally:
@@ -211,7 +210,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--regularization", type=float)
         p.add_argument("--alpha", type=float)
         p.add_argument("--iterations", type=int)
-        p.add_argument("--weighting", choices=["binary", "positive", "rating"])
+        p.add_argument("--weighting", choices=list(WEIGHTINGS))
         p.add_argument("--params", help="JSON object of hyperparameters (the flags above override it)")
 
     data_help = "ml-1m, ml-100k (fetched on demand), a folder with ratings.dat/movies.dat/users.dat, or an interactions .parquet"

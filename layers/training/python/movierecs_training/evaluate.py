@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from movierecs_serving.artifact import ModelArtifact
+from movierecs_serving.manifest import Manifest
 from movierecs_training.train import Fitted, Params, fit, fitted_arrays
 
 K = 10
@@ -44,7 +45,7 @@ def artifact_from_fitted(fitted: Fitted) -> ModelArtifact:
     a = fitted_arrays(fitted)
     return ModelArtifact(
         path=Path("<memory>"),
-        manifest={"version": "in-memory", "hyperparameters": fitted.params.to_dict()},
+        manifest=Manifest(version="in-memory", hyperparameters=fitted.params.to_dict()),
         user_factors=np.ascontiguousarray(a["user_factors"], np.float32),
         item_factors=np.ascontiguousarray(a["item_factors"], np.float32),
         user_ids=a["user_ids"], item_ids=a["item_ids"], popular=a["popular"], popular_scores=a["popular_scores"],

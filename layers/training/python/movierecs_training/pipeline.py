@@ -7,10 +7,8 @@ extract (ClickHouse -> Parquet in S3) -> train (Parquet -> candidate version, un
 """
 from __future__ import annotations
 
-import json
 import logging
 import secrets
-import shutil
 import tempfile
 import time
 from datetime import datetime, timezone
@@ -20,8 +18,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from movierecs_core.stores import clickhouse
 from movierecs_serving import ModelArtifact, ModelStore
-from movierecs_training.train import COLUMNS, Params, combine, likes_to_interactions, ratings_to_interactions, train_artifact
+from movierecs_training.recipe import train_artifact
+from movierecs_training.run_state import Run
+from movierecs_training.train import COLUMNS, Params, combine, likes_to_interactions, ratings_to_interactions
 
 log = logging.getLogger(__name__)
 RAW_COLUMNS = COLUMNS + ["rating"]
@@ -31,10 +32,9 @@ DEFAULT_TOLERANCE = 0.02
 # -- low level -----------------------------------------------------------------------
 def extract_frame(ch_client, database: str = "movierecs") -> pd.DataFrame:
     """Raw interactions: every rating (weight 1, its rating kept) and every like (rating 0)."""
-    r = ch_client.query_df(f"SELECT user_id, movie_id, rating, ts FROM {database}.ratings FINAL")
+    r = clickhouse.read_ratings(ch_client, database)
     try:
-        lk = ch_client.query_df(
-            f"SELECT user_id, movie_id, max(ts) AS ts FROM {database}.likes FINAL GROUP BY user_id, movie_id")
+        lk = clickhouse.read_latest_likes(ch_client, database)
     except Exception as e:  # no likes table yet: ratings alone
         log.warning("no likes read from ClickHouse (%s); training on ratings only", str(e).splitlines()[0][:200])
         lk = pd.DataFrame()
@@ -147,14 +147,15 @@ def _download(s3, bucket: str, key: str, dest: Path) -> Path:
     return dest
 
 
-def extract(event: dict, *, s3, bucket: str, clickhouse_url: str, prefix: str = "models/", database: str = "movierecs") -> dict[str, Any]:
-    from movierecs_training.load import ch_client
-
+def extract(event: Run, *, s3, bucket: str, clickhouse_url: str, prefix: str = "models/",
+            database: str | None = None) -> Run:
+    """ClickHouse -> training/<run_id>/interactions.parquet; ``database`` default: the URL's."""
+    database = database or clickhouse.database_of(clickhouse_url)
     run_id = event.get("run_id") or datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ") + "-" + secrets.token_hex(4)
     key = f"training/{run_id}/interactions.parquet"
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "interactions.parquet"
-        client = ch_client(clickhouse_url)
+        client = clickhouse.connect(clickhouse_url)
         try:
             info = extract_interactions(client, path, database)
         finally:
@@ -163,7 +164,7 @@ def extract(event: dict, *, s3, bucket: str, clickhouse_url: str, prefix: str = 
     return {**event, "run_id": run_id, "interactions_key": key, **info}
 
 
-def train(event: dict, *, s3, bucket: str, prefix: str = "models/", params: dict | None = None) -> dict[str, Any]:
+def train(event: Run, *, s3, bucket: str, prefix: str = "models/", params: dict | None = None) -> Run:
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
         raw = read_raw(_download(s3, bucket, event["interactions_key"], Path(tmp) / "i.parquet"))
@@ -172,7 +173,7 @@ def train(event: dict, *, s3, bucket: str, prefix: str = "models/", params: dict
     return {**event, "candidate_version": version, "train_seconds": round(time.perf_counter() - t0, 3)}
 
 
-def evaluate(event: dict, *, s3, bucket: str, prefix: str = "models/", tolerance: float = DEFAULT_TOLERANCE) -> dict[str, Any]:
+def evaluate(event: Run, *, s3, bucket: str, prefix: str = "models/", tolerance: float = DEFAULT_TOLERANCE) -> Run:
     store = _store(s3, bucket, prefix)
     cand = store.manifest(event["candidate_version"])
     cur_v = store.current_version()
@@ -184,6 +185,6 @@ def evaluate(event: dict, *, s3, bucket: str, prefix: str = "models/", tolerance
     return {**event, **decision}
 
 
-def promote(event: dict, *, s3, bucket: str, prefix: str = "models/") -> dict[str, Any]:
+def promote(event: Run, *, s3, bucket: str, prefix: str = "models/") -> Run:
     doc = _store(s3, bucket, prefix).promote(event["candidate_version"])
     return {**event, "promoted_version": doc["version"], "promoted_at": doc["promoted_at"]}

@@ -19,12 +19,13 @@ from tqdm import tqdm
 
 from movierecs_training import data
 from movierecs_training.evaluate import evaluate_time_split, time_split
-from movierecs_training.train import SEED_PARAMS, Params, ratings_to_interactions
+from movierecs_training.params import SEED_PARAMS, WEIGHTINGS, Params
+from movierecs_training.train import ratings_to_interactions
 
 OUTER_CUTOFF = {"ml-1m": "2000-12-01", "ml-100k": "1998-03-01"}
 VALIDATION_QUANTILES = (0.8, 0.9)
 GRID = {"factors": [32, 64, 128], "regularization": [10.0, 50.0, 150.0], "alpha": [1.0, 2.0, 4.0, 8.0, 16.0],
-        "weighting": ["binary", "positive", "rating"]}
+        "weighting": list(WEIGHTINGS)}
 QUICK = {"factors": [16, 32], "regularization": [10.0, 50.0], "alpha": [2.0, 4.0], "weighting": ["binary", "positive"]}
 
 

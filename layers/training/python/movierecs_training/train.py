@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -19,52 +19,21 @@ import numpy as np
 import pandas as pd
 
 from movierecs_serving.artifact import write_artifact
+from movierecs_serving.manifest import TrainingData
+from movierecs_training.params import Params, Weighting
 
 COLUMNS = ["user_id", "movie_id", "weight", "ts", "source"]
-WEIGHTINGS = ("binary", "positive", "rating")
 
 
-@dataclass
-class Params:
-    """Hyperparameters; the defaults are the tuned setting (docs/MODEL.md)."""
-
-    factors: int = 64
-    regularization: float = 50.0
-    alpha: float = 4.0
-    iterations: int = 15
-    weighting: str = "rating"
-    like_weight: float = 1.0
-    random_state: int = 42
-    num_threads: int = 2
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any] | None) -> "Params":
-        d = dict(d or {})
-        known = {f for f in cls.__dataclass_fields__}
-        unknown = set(d) - known
-        if unknown:
-            raise ValueError(f"unknown hyperparameters {sorted(unknown)}; known: {sorted(known)}")
-        p = cls(**d)
-        if p.weighting not in WEIGHTINGS:
-            raise ValueError(f"weighting must be one of {WEIGHTINGS}, got {p.weighting!r}")
-        return p
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-SEED_PARAMS = {"factors": 200, "alpha": 40.0, "regularization": 0.01, "iterations": 15}
-
-
-def ratings_to_interactions(ratings: pd.DataFrame, weighting: str = "binary") -> pd.DataFrame:
+def ratings_to_interactions(ratings: pd.DataFrame, weighting: Weighting | str = Weighting.BINARY) -> pd.DataFrame:
     """MovieLens ratings (user_id, movie_id, rating, ts) -> interaction rows with weights."""
     r = ratings
-    if weighting == "positive":
+    if weighting == Weighting.POSITIVE:
         r = r[r["rating"] >= 4]
         w = np.ones(len(r), np.float32)
-    elif weighting == "rating":
+    elif weighting == Weighting.RATING:
         w = (r["rating"].to_numpy(np.float32) / 4.0).astype(np.float32)
-    elif weighting == "binary":
+    elif weighting == Weighting.BINARY:
         w = np.ones(len(r), np.float32)
     else:
         raise ValueError(f"unknown weighting {weighting!r}")
@@ -185,10 +154,10 @@ def write_model(fitted: Fitted, interactions: pd.DataFrame, out_dir: str | os.Pa
         out_dir,
         **fitted_arrays(fitted),
         hyperparameters=fitted.params.to_dict() | {"popularity": "n_users", "model": "rectools ImplicitALSWrapperModel(implicit AlternatingLeastSquares) + PopularModel"},
+        data=describe(interactions) | {"train_seconds": round(fitted.seconds, 3)},
         # Serving reads a user's ratings from ClickHouse only when the model does not hold them
         # all as training items ("positive" drops ratings below 4).
-        data=describe(interactions) | {"train_seconds": round(fitted.seconds, 3),
-                                       "seen_has_all_ratings": fitted.params.weighting != "positive"},
+        training=TrainingData(seen_has_all_ratings=fitted.params.weighting != Weighting.POSITIVE),
         metrics=metrics, report=report, version=version,
     )
 
@@ -205,21 +174,3 @@ def describe(interactions: pd.DataFrame) -> dict[str, Any]:
         "ratings": int(src.get("rating", 0)),
         "likes": int(src.get("like", 0)),
     }
-
-
-def train_artifact(interactions: pd.DataFrame | str | os.PathLike[str], out_dir: str | os.PathLike[str],
-                   params: Params | dict | None = None, *, evaluate: bool = True, truth: pd.DataFrame | None = None) -> Path:
-    """Interactions (frame or Parquet path) -> artifact folder; with ``evaluate`` its report.json
-    holds the time-split evaluation of the same recipe (fit on the earlier 90 %, scored on the
-    later 10 % of ``truth``: all interactions, unweighted; default ``interactions``)."""
-    df = interactions if isinstance(interactions, pd.DataFrame) else read_interactions(interactions)
-    p = params if isinstance(params, Params) else Params.from_dict(params)
-    report: dict[str, Any] = {}
-    metrics: dict[str, Any] = {}
-    if evaluate:
-        from movierecs_training.evaluate import time_split_report
-
-        report = time_split_report(df, p, truth=truth)
-        metrics = report.get("summary", {})
-    fitted = fit(df, p)
-    return write_model(fitted, df, out_dir, metrics=metrics, report=report)

@@ -1,17 +1,15 @@
-"""The Kafka producer of an execution environment (kafka-python), created once and reused.
+"""Kafka: the producer of an execution environment (kafka-python), created once and reused.
 
 ``send_and_wait`` returns only after the broker acknowledged the record (acks='all'), so the
-API's 202 is never a lie; when the broker is unreachable it raises a 503 ``ApiError``.
+API's 202 is never a lie; when the broker is unreachable it raises the neutral
+``Unavailable`` (the web layer answers 503). The consumer side is the event source mapping:
+records arrive as a Lambda event (``movierecs_core.consumer``).
 """
 from __future__ import annotations
 
-import threading
 from typing import Any
 
-from .errors import unavailable
-
-_lock = threading.Lock()
-_producers: dict[str, Any] = {}
+from . import Shared, Unavailable
 
 
 def _new_producer(bootstrap: str) -> Any:
@@ -32,30 +30,26 @@ def _new_producer(bootstrap: str) -> Any:
     )
 
 
+def _make(bootstrap: str) -> Any:
+    try:
+        return _new_producer(bootstrap)
+    except Exception as exc:
+        raise Unavailable(
+            f"the event broker is unavailable ({type(exc).__name__}); the like was not recorded, retry shortly"
+        ) from exc
+
+
+_producers: Shared[Any] = Shared(_make, lambda p: p.close(timeout=0))
+
+
 def get_producer(bootstrap: str) -> Any:
     """The shared producer (connects on first use)."""
-    with _lock:
-        p = _producers.get(bootstrap)
-        if p is None:
-            try:
-                p = _new_producer(bootstrap)
-            except Exception as exc:
-                raise unavailable(
-                    f"the event broker is unavailable ({type(exc).__name__}); the like was not recorded, retry shortly"
-                ) from exc
-            _producers[bootstrap] = p
-        return p
+    return _producers.get(bootstrap)
 
 
 def reset_producer(bootstrap: str) -> None:
     """Drop a producer that failed, so the next request builds a fresh one."""
-    with _lock:
-        p = _producers.pop(bootstrap, None)
-    if p is not None:
-        try:
-            p.close(timeout=0)
-        except Exception:
-            pass
+    _producers.reset(bootstrap)
 
 
 def send_and_wait(bootstrap: str, topic: str, key: bytes, value: bytes, timeout: float = 5.0) -> Any:
@@ -65,7 +59,7 @@ def send_and_wait(bootstrap: str, topic: str, key: bytes, value: bytes, timeout:
         return producer.send(topic, key=key, value=value).get(timeout=timeout)
     except Exception as exc:
         reset_producer(bootstrap)
-        raise unavailable(
+        raise Unavailable(
             f"the event broker did not acknowledge the like ({type(exc).__name__}); it was not recorded, retry shortly"
         ) from exc
 

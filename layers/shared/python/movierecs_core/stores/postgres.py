@@ -1,0 +1,164 @@
+"""PostgreSQL: the DSN, the connections, the schema and every statement on ``movies`` and ``users``.
+
+Two kinds of connection, from one DSN parser:
+- ``Postgres(dsn)``: one pg8000 connection per execution environment, reused across
+  invocations. A Lambda environment serves one request at a time, so a single connection
+  (guarded by a lock for the telemetry thread's sake) is enough; it is re-opened once when a
+  query finds it broken (PostgreSQL restarted, idle connection dropped). When the database
+  does not answer it raises the neutral ``Unavailable``.
+- ``connect(dsn)``: a plain pg8000 native connection for long work (loading MovieLens).
+
+The schema has one source: ``infra/sql/postgres.sql``; ``create_tables`` applies it to any
+schema. Identifiers are checked, values are always bound parameters.
+"""
+from __future__ import annotations
+
+import re
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote, urlparse
+
+from . import Unavailable
+from .clickhouse import ident
+
+#: The schema file, in the repository (only tests and the loader's --create-tables use it).
+SCHEMA_FILE = Path(__file__).resolve().parents[5] / "infra" / "sql" / "postgres.sql"
+
+
+def dsn_kwargs(dsn: str) -> dict[str, Any]:
+    """pg8000 connect() keyword arguments from a postgresql:// URL."""
+    u = urlparse(dsn)
+    if u.scheme not in ("postgresql", "postgres"):
+        raise ValueError(f"not a postgresql:// DSN: {dsn!r}")
+    kw: dict[str, Any] = {
+        "user": unquote(u.username or "postgres"),
+        "host": u.hostname or "127.0.0.1",
+        "port": u.port or 5432,
+        "database": (u.path or "/").lstrip("/") or None,
+        "timeout": 5,
+    }
+    if u.password:
+        kw["password"] = unquote(u.password)
+    return kw
+
+
+def connect(dsn: str, timeout: float = 30) -> Any:
+    """A pg8000 native connection of one's own (loading); the caller closes it."""
+    import pg8000.native
+
+    return pg8000.native.Connection(**(dsn_kwargs(dsn) | {"timeout": timeout}))
+
+
+def _is_connection_error(exc: Exception) -> bool:
+    """SQLSTATE classes 08 (connection exception) and 57 (operator intervention, e.g. shutdown)."""
+    info = exc.args[0] if exc.args else None
+    code = str(info.get("C", "")) if isinstance(info, dict) else ""
+    return code.startswith(("08", "57"))
+
+
+def _down(detail: str) -> Unavailable:
+    return Unavailable(f"the movie database is unavailable ({detail}); retry shortly")
+
+
+class Postgres:
+    """A lazily opened, self-healing pg8000 native connection."""
+
+    def __init__(self, dsn: str):
+        self._kwargs = dsn_kwargs(dsn)
+        self._conn: Any = None
+        self._lock = threading.Lock()
+
+    def _connect(self) -> Any:
+        import pg8000.native  # imported on first use, not in the function's init
+
+        try:
+            return pg8000.native.Connection(**self._kwargs)
+        except Exception as exc:  # network errors come in several types
+            raise _down(type(exc).__name__) from exc
+
+    def run(self, sql: str, **params: Any) -> list[Sequence[Any]]:
+        """Run one parametrized statement (``:name`` placeholders); one reconnect on failure."""
+        from pg8000.exceptions import DatabaseError
+
+        with self._lock:
+            for attempt in (1, 2):
+                if self._conn is None:
+                    self._conn = self._connect()
+                try:
+                    return self._conn.run(sql, **params)
+                except DatabaseError as exc:
+                    if not _is_connection_error(exc):
+                        raise  # a real SQL error: the connection is fine
+                    self._drop()
+                    if attempt == 2:
+                        raise _down("restarting") from exc
+                except Exception as exc:
+                    self._drop()
+                    if attempt == 2:
+                        raise _down(type(exc).__name__) from exc
+        raise AssertionError("unreachable")
+
+    def _drop(self) -> None:
+        try:
+            if self._conn is not None:
+                self._conn.close()
+        except Exception:
+            pass
+        self._conn = None
+
+    def close(self) -> None:
+        """Close the connection (tests)."""
+        with self._lock:
+            if self._conn is not None:
+                try:
+                    self._conn.close()
+                finally:
+                    self._conn = None
+
+
+# -- schema --------------------------------------------------------------------------------
+def schema_statements(schema: str = "public", path: Path = SCHEMA_FILE) -> list[str]:
+    """``CREATE SCHEMA`` plus the statements of ``infra/sql/postgres.sql``, qualified with ``schema``."""
+    text = "\n".join(ln for ln in path.read_text().splitlines() if not ln.lstrip().startswith("--"))
+    s = ident(schema)
+    tables = [re.sub(r"(CREATE TABLE IF NOT EXISTS)\s+(\w+)", rf"\1 {s}.\2", t.strip())
+              for t in text.split(";") if t.strip()]
+    return [f"CREATE SCHEMA IF NOT EXISTS {s}", *tables]
+
+
+def create_tables(conn: Any, schema: str = "public") -> None:
+    """Create ``schema`` and its tables, as the stack does in ``public`` (idempotent)."""
+    for stmt in schema_statements(schema):
+        conn.run(stmt)
+
+
+# -- movies and users ------------------------------------------------------------------------
+_MOVIES_SQL = "SELECT movie_id, title, year, genres FROM movies WHERE movie_id = ANY(CAST(:ids AS int[]))"
+
+
+def movies_by_id(db: Postgres, ids: Sequence[int]) -> list[Sequence[Any]]:
+    """(movie_id, title, year, genres) rows of the known ids among ``ids``."""
+    return db.run(_MOVIES_SQL, ids=list(ids))
+
+
+def insert_ignoring_conflicts(conn: Any, schema: str, table: str, cols: Sequence[str],
+                              rows: Sequence[Sequence[Any]], key: str) -> int:
+    """One multi-row ``INSERT ... ON CONFLICT (key) DO NOTHING`` with bound values; rows new."""
+    params: dict[str, Any] = {}
+    values = []
+    for i, row in enumerate(rows):
+        names = []
+        for c, v in zip(cols, row):
+            params[f"{c}{i}"] = v
+            names.append(f":{c}{i}")
+        values.append("(" + ", ".join(names) + ")")
+    sql = (f"INSERT INTO {ident(schema)}.{ident(table)} ({', '.join(map(ident, cols))}) VALUES {', '.join(values)} "
+           f"ON CONFLICT ({ident(key)}) DO NOTHING RETURNING {ident(key)}")
+    return len(conn.run(sql, **params) or [])
+
+
+def count_rows(conn: Any, schema: str, table: str) -> int:
+    """``count(*)`` of ``schema.table``."""
+    return int(conn.run(f"SELECT count(*) FROM {ident(schema)}.{ident(table)}")[0][0])
