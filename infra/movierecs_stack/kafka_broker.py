@@ -264,8 +264,16 @@ def ensure_topic(bootstrap: str, settings: BrokerSettings, topic: str = KAFKA_TO
         admin.close()
 
 
+def partition_counts(admin, topics: list[str] | None = None) -> dict[str, int]:
+    """Topic -> partition count for the topics that exist (all non-internal ones when
+    ``topics`` is None), from one metadata request of ``admin`` (a KafkaAdminClient)."""
+    out = {}
+    for t in admin.describe_topics(topics):
+        name = t.get("name") or t.get("topic")  # kafka-python 2.x says "topic", 3.x says "name"
+        if name and not t.get("error_code") and not t.get("is_internal"):
+            out[name] = len(t.get("partitions") or [])
+    return out
+
+
 def _partition_count(admin, topic: str) -> int | None:
-    for t in admin.describe_topics([topic]):
-        if (t.get("name") or t.get("topic")) == topic and not t.get("error_code"):
-            return len(t.get("partitions") or [])
-    return None
+    return partition_counts(admin, [topic]).get(topic)

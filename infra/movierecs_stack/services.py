@@ -400,13 +400,7 @@ def kafka_topics(ctx: Ctx, timeout_ms: int = 5000) -> dict[str, int]:
     admin = KafkaAdminClient(bootstrap_servers=ctx.kafka_bootstrap, request_timeout_ms=timeout_ms,
                              client_id="movierecs-stack")
     try:
-        meta = admin.describe_topics()
-        out = {}
-        for t in meta:  # kafka-python 2.x says "topic", 3.x says "name"
-            name = t.get("name") or t.get("topic")
-            if name and not t.get("error_code") and not t.get("is_internal"):
-                out[name] = len(t.get("partitions") or [])
-        return out
+        return kafka_broker.partition_counts(admin)
     finally:
         admin.close()
 

@@ -191,10 +191,11 @@ class KafkaPoller(Poller):
         deadline = time.monotonic() + 30
         while not consumer.assignment() and time.monotonic() < deadline and not self._should_stop():
             consumer.poll(timeout_ms=200, max_records=1)
-        fresh = [tp for tp in consumer.assignment() if self._committed(consumer, tp) is None]
-        for tp in consumer.assignment():
-            if tp not in fresh:
-                consumer.seek(tp, self._committed(consumer, tp))  # undo whatever the probe poll consumed
+        committed = {tp: self._committed(consumer, tp) for tp in consumer.assignment()}
+        fresh = [tp for tp, offset in committed.items() if offset is None]
+        for tp, offset in committed.items():
+            if offset is not None:
+                consumer.seek(tp, offset)  # undo whatever the probe poll consumed
         if not fresh:
             return
         by_time = consumer.offsets_for_times({tp: self.created_ms for tp in fresh})
