@@ -1,6 +1,7 @@
-"""consumer: the Kafka event source mapping's target (topic ``interactions`` -> ClickHouse).
+"""consumer: the Kafka event source mapping's target (topic ``interactions`` -> ClickHouse,
+the history, and PostgreSQL, the serving state).
 
-Raises when ClickHouse is unavailable, so the mapping retries the batch and commits nothing.
+Raises when either store is unavailable, so the mapping retries the batch and commits nothing.
 """
 from __future__ import annotations
 
@@ -12,9 +13,11 @@ from movierecs_core.config import settings
 from movierecs_core.consumer import decode_event, store
 from movierecs_core.observability import make_tools
 from movierecs_core.stores.clickhouse import get_client, reset_client
+from movierecs_core.stores.postgres import Postgres
 
 cfg = settings()
 logger, metrics, tracer = make_tools("consumer")
+serving_state = Postgres(cfg.postgres_dsn)  # one connection per execution environment
 
 
 @logger.inject_lambda_context(clear_state=True)
@@ -23,12 +26,12 @@ logger, metrics, tracer = make_tools("consumer")
 def handler(event: dict[str, Any], context: Any) -> dict[str, int]:
     decoded = decode_event(event)
     try:
-        result = store(get_client(cfg.clickhouse_url), decoded)
+        result = store(get_client(cfg.clickhouse_url), serving_state, decoded)
     except Exception:
         reset_client(cfg.clickhouse_url)
         logger.exception(
-            "ClickHouse write failed for a batch of %d records; failing the invocation so the batch is retried",
-            decoded.total,
+            "storing a batch of %d records failed (ClickHouse or PostgreSQL); failing the invocation so the "
+            "batch is retried", decoded.total,
         )
         raise
     metrics.add_metric(name="LikesInserted", unit=MetricUnit.Count, value=result.inserted)

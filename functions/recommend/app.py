@@ -1,7 +1,7 @@
 """recommend: the read side of the public API. Routes only; the logic is movierecs_core.service.
 
-One execution environment keeps one model (reloaded when models/CURRENT moves), one
-PostgreSQL connection and one ClickHouse client across invocations.
+One execution environment keeps one model (reloaded when models/CURRENT moves) and one
+PostgreSQL connection (the catalogue and each user's serving state) across invocations.
 """
 from __future__ import annotations
 
@@ -9,7 +9,6 @@ from movierecs_core import service
 from movierecs_core.catalog import Catalog
 from movierecs_core.config import settings
 from movierecs_core.stores.aws import s3_client
-from movierecs_core.stores.clickhouse import get_client, reset_client
 from movierecs_core.stores.postgres import Postgres
 from movierecs_core.validation import parse_bounded, parse_id
 from movierecs_core.web import ApiApp, json_response
@@ -23,12 +22,8 @@ def _store() -> ModelStore:
 
 
 models = ModelHolder(_store, cfg.model_cache_dir, check_seconds=cfg.model_check_seconds)
-reads = service.Reads(
-    models=models,
-    clickhouse=lambda: get_client(cfg.clickhouse_url),
-    catalog=Catalog(Postgres(cfg.postgres_dsn)),
-    reset_clickhouse=lambda: reset_client(cfg.clickhouse_url),
-)
+db = Postgres(cfg.postgres_dsn)
+reads = service.Reads(models=models, catalog=Catalog(db), state=db)
 app = ApiApp("movierecs-recommend", "recommend", model_version=lambda: models.version or "")
 tracer = app.tracer
 

@@ -13,3 +13,31 @@ CREATE TABLE IF NOT EXISTS users (
     occupation integer,
     zip        text
 );
+-- The serving state (docs/DESIGN.md, "The read path"): what GET /recommendations and
+-- GET /users/{id}/likes read per request, one indexed point read per user. The consumer
+-- writes it in the same batch as ClickHouse (which stays the history for training and
+-- analytics); `python -m movierecs_training backfill` fills it from ClickHouse once.
+-- One row per feedback event, keyed like ClickHouse's likes (user_id, event_id): a
+-- redelivered event is a no-op (ON CONFLICT DO NOTHING). `kind` is the event's type
+-- ('like' today; the feedback issue adds others).
+CREATE TABLE IF NOT EXISTS user_events (
+    user_id  integer     NOT NULL,
+    event_id text        NOT NULL,
+    movie_id integer     NOT NULL,
+    kind     text        NOT NULL DEFAULT 'like',
+    ts       timestamptz NOT NULL,
+    PRIMARY KEY (user_id, event_id)
+);
+-- The likes page reads a user's newest events first.
+CREATE INDEX IF NOT EXISTS user_events_newest ON user_events (user_id, ts DESC, event_id DESC);
+-- Each user's rated movies (MovieLens ratings), never recommended back to them; one row per user.
+CREATE TABLE IF NOT EXISTS user_ratings (
+    user_id integer   PRIMARY KEY,
+    movies  integer[] NOT NULL
+);
+-- One row per finished backfill step, so `make up` fills the serving state once.
+CREATE TABLE IF NOT EXISTS serving_backfill (
+    step    text        PRIMARY KEY,
+    rows    bigint      NOT NULL,
+    done_at timestamptz NOT NULL
+);

@@ -1,5 +1,6 @@
-"""Unit tests of the consumer's logic with a fake ClickHouse: decoding, dead letters,
-one batched insert, idempotency, and failing loudly when ClickHouse is down."""
+"""Unit tests of the consumer's logic with a fake ClickHouse and a fake serving state:
+decoding, dead letters, one batched insert per store, idempotency, failing loudly when a
+store is down, and both stores agreeing after a failure between the two writes."""
 from __future__ import annotations
 
 import base64
@@ -8,7 +9,8 @@ from typing import Any
 
 import pytest
 
-from movierecs_core.consumer import decode_event, store
+from movierecs_core.consumer import decode_event, store as store_in
+from movierecs_core.stores import Unavailable, postgres
 from movierecs_core.stores.clickhouse import DEAD_LETTER_COLUMNS as DEAD_COLUMNS, LIKE_COLUMNS
 
 
@@ -63,6 +65,29 @@ class FakeClickHouse:
         if table == "likes":
             self.stored |= {(r[1], r[0]) for r in rows}
 
+class FakeServingState:
+    """The serving state's one insert statement: ``rows`` holds (user_id, event_id, movie_id)."""
+
+    def __init__(self, fail: bool = False):
+        self.rows: set[tuple[int, str, int]] = set()
+        self.fail = fail
+        self.statements = 0
+
+    def run(self, sql: str, u: list, e: list, m: list, k: list, t: list):
+        assert sql == postgres._INSERT_EVENTS_SQL
+        if self.fail:
+            raise Unavailable("the movie database is unavailable (ConnectionRefusedError); retry shortly")
+        self.statements += 1
+        assert set(k) == {"like"} and all("T" in ts for ts in t)
+        keys = {(r[0], r[1]) for r in self.rows}
+        new = [(uu, ee, mm) for uu, ee, mm in zip(u, e, m) if (uu, ee) not in keys]
+        self.rows |= set(new)
+        return [[1] for _ in new]
+
+
+def store(ch, decoded, state: FakeServingState | None = None):
+    return store_in(ch, state if state is not None else FakeServingState(), decoded)
+
 
 def test_valid_records_go_in_one_insert():
     ch = FakeClickHouse()
@@ -109,3 +134,26 @@ def test_clickhouse_down_raises_so_the_batch_is_retried():
 def test_msk_event_shape_is_decoded_too():
     result = decode_event(kafka_event([like("m1")], source="aws:kafka"))
     assert [e.event_id for e in result.likes] == ["m1"]
+
+
+def test_every_valid_like_reaches_the_serving_state_in_one_statement():
+    ch, state = FakeClickHouse(stored={(5, "old")}), FakeServingState()
+    result = store(ch, decode_event(kafka_event([like("old"), like("new", movie=8), like("new", movie=8)])), state)
+    assert state.statements == 1 and state.rows == {(5, "old", 7), (5, "new", 8)}
+    assert result.serving_inserted == 2 and result.inserted == 1
+
+
+def test_a_failure_between_the_two_writes_is_retried_until_both_agree():
+    """ClickHouse takes the batch, PostgreSQL fails: the invocation fails (the mapping retries the
+    batch); the retry finds the likes in ClickHouse and still writes them to PostgreSQL, once."""
+    ch, state = FakeClickHouse(), FakeServingState(fail=True)
+    batch = kafka_event([like(f"e{i}", user=i + 1, movie=10 + i) for i in range(20)])
+    with pytest.raises(Unavailable):
+        store(ch, decode_event(batch), state)
+    assert len(ch.stored) == 20 and state.rows == set()
+    state.fail = False
+    retried = store(ch, decode_event(batch), state)
+    assert (retried.inserted, retried.already_stored, retried.serving_inserted) == (0, 20, 20)
+    assert {(u, e) for u, e, _ in state.rows} == ch.stored
+    again = store(ch, decode_event(batch), state)  # a third delivery changes neither store
+    assert again.serving_inserted == 0 and len(ch.inserts) == 1 and len(state.rows) == 20

@@ -1,5 +1,5 @@
 """Unit tests of the read side (recommendations, movies, similar, likes) over a real tiny
-model artifact, a fake model store, a fake ClickHouse and a fake catalogue."""
+model artifact, a fake model store, a fake serving state and a fake catalogue."""
 from __future__ import annotations
 
 from datetime import datetime, timezone
@@ -12,6 +12,7 @@ import pytest
 from movierecs_core import service
 from movierecs_core.catalog import Catalog
 from movierecs_core.errors import ApiError
+from movierecs_core.stores import Unavailable, postgres
 from movierecs_serving import ModelHolder, write_artifact
 
 V1 = "20261127T000000Z-00000001"
@@ -67,25 +68,28 @@ class FakeDb:
         return [self.rows[i] for i in ids if i in self.rows]
 
 
-class FakeCh:
-    """Answers the history and likes queries from in-memory lists."""
+class FakeState:
+    """The serving state's statements (stores.postgres) answered from in-memory lists."""
 
     def __init__(self):
         self.likes: list[tuple[str, int, int, datetime]] = []  # (event_id, user, movie, ts)
         self.ratings: list[tuple[int, int]] = []  # (user, movie)
         self.sqls: list[str] = []
+        self.down = False
 
-    def query(self, sql: str, parameters: dict[str, Any]):
+    def run(self, sql: str, u: int, n: int | None = None):
+        if self.down:
+            raise Unavailable("the movie database is unavailable (ConnectionRefusedError); retry shortly")
         self.sqls.append(sql)
-        u = parameters["u"]
-        if "is_like" in sql:
-            rows = [(1, m, ts) for e, uu, m, ts in self.likes if uu == u]
-            if "FROM ratings" in sql:
-                rows += [(0, m, datetime(2000, 1, 1)) for uu, m in self.ratings if uu == u]
+        mine = sorted([x for x in self.likes if x[1] == u], key=lambda x: (x[3], x[0]), reverse=True)
+        if sql == postgres._USER_LIKES_SQL:
+            return [(e, m, ts) for e, _, m, ts in mine][:n]
+        rows = [(m, ts) for _, _, m, ts in mine]
+        if sql == postgres._HISTORY_SQL:
+            rows += [(m, None) for uu, m in self.ratings if uu == u]
         else:
-            mine = sorted([x for x in self.likes if x[1] == u], key=lambda x: x[3], reverse=True)
-            rows = [(e, m, ts) for e, _, m, ts in mine][: parameters["n"]]
-        return type("R", (), {"result_rows": rows})()
+            assert sql == postgres._LIKED_SQL, sql
+        return rows
 
 
 class Clock:
@@ -103,8 +107,8 @@ def env(tmp_path):
     clock = Clock()
     holder = ModelHolder(lambda: store, str(tmp_path / "cache"), check_seconds=2.0, clock=clock)
     rows = {m: (m, f"Movie {m}", 1990 + m % 10, ["Drama"]) for m in ITEMS}
-    ch = FakeCh()
-    reads = service.Reads(models=holder, clickhouse=lambda: ch, catalog=Catalog(FakeDb(rows)))
+    ch = FakeState()
+    reads = service.Reads(models=holder, catalog=Catalog(FakeDb(rows)), state=ch)
     return reads, store, clock, ch
 
 
@@ -129,19 +133,19 @@ def test_a_model_holding_every_rating_reads_only_likes(tmp_path):
     v = "20261128T000000Z-00000003"
     folder = make_artifact(tmp_path, v, 0, data={"seen_has_all_ratings": True})
     holder = ModelHolder(lambda: FakeStore({v: folder}, v), str(tmp_path / "cache"))
-    ch = FakeCh()
+    ch = FakeState()
     ch.likes.append(("e1", 1, 21, datetime(2026, 11, 27, tzinfo=timezone.utc)))
-    reads = service.Reads(models=holder, clickhouse=lambda: ch,
-                          catalog=Catalog(FakeDb({m: (m, f"Movie {m}", 2000, []) for m in ITEMS})))
+    reads = service.Reads(models=holder, catalog=Catalog(FakeDb({m: (m, f"Movie {m}", 2000, []) for m in ITEMS})),
+                          state=ch)
     got = ids(service.recommendations(reads, 1, 100))
-    assert "FROM ratings" not in ch.sqls[-1] and "FROM likes" in ch.sqls[-1]
+    assert ch.sqls[-1] == postgres._LIKED_SQL
     assert not set(got) & {10, 11, 12, 21}  # training items (the ratings) and the like
 
 
 def test_history_lists_each_liked_movie_once_newest_first():
-    from movierecs_core.stores.clickhouse import user_history
+    from movierecs_core.stores.postgres import user_history
 
-    ch = FakeCh()
+    ch = FakeState()
     ch.likes += [("a", 5, 10, datetime(2026, 1, 3, tzinfo=timezone.utc)),
                  ("b", 5, 11, datetime(2026, 1, 2, tzinfo=timezone.utc)),
                  ("c", 5, 10, datetime(2026, 1, 1, tzinfo=timezone.utc)),
@@ -181,23 +185,20 @@ def test_model_pointer_is_rechecked_at_most_every_two_seconds(env):
 
 def test_no_model_is_503(tmp_path):
     holder = ModelHolder(lambda: FakeStore({}, None), str(tmp_path))
-    reads = service.Reads(models=holder, clickhouse=lambda: FakeCh(), catalog=Catalog(FakeDb({})))
+    reads = service.Reads(models=holder, catalog=Catalog(FakeDb({})), state=FakeState())
     with pytest.raises(ApiError) as e:
         service.recommendations(reads, 1, 10)
     assert e.value.status == 503
     assert service.health(reads) == {"status": "ok", "model_version": None}
 
 
-def test_clickhouse_failure_is_503_not_500(env):
-    reads, *_ = env
-
-    def broken():
-        raise ConnectionError("refused")
-
-    reads.clickhouse = broken
-    with pytest.raises(ApiError) as e:
-        service.recommendations(reads, 1, 10)
-    assert e.value.status == 503 and "ClickHouse" in e.value.message
+def test_serving_state_failure_is_503_not_500(env):
+    reads, _, _, state = env
+    state.down = True
+    for call in (lambda: service.recommendations(reads, 1, 10), lambda: service.likes(reads, 1, 10)):
+        with pytest.raises(ApiError) as e:
+            call()
+        assert e.value.status == 503 and "retry shortly" in e.value.message
 
 
 def test_movie_and_similar(env):

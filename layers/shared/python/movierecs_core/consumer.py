@@ -1,4 +1,5 @@
-"""The Kafka -> ClickHouse step: decode a Lambda Kafka event, validate, de-duplicate, insert.
+"""The Kafka -> ClickHouse + PostgreSQL step: decode a Lambda Kafka event, validate,
+de-duplicate, insert into the history (ClickHouse) and the serving state (PostgreSQL).
 
 Why this shape:
 - one batched insert per invocation (row-at-a-time inserts manage ~150 rows/s here, a batch
@@ -7,8 +8,12 @@ Why this shape:
   the table's ReplacingMergeTree by (user_id, event_id) is the backstop;
 - a record that cannot be decoded or validated is a *dead letter* (written with its reason),
   never a reason to fail the batch;
-- any ClickHouse error propagates, so the event source mapping retries the whole batch and
-  commits no offset: nothing is lost while ClickHouse is down.
+- the serving state gets every valid like of the batch, not only those ClickHouse lacked:
+  when PostgreSQL failed after ClickHouse succeeded, the retried batch finds the likes in
+  ClickHouse and still writes them to PostgreSQL (``ON CONFLICT DO NOTHING`` keeps it once),
+  so the two stores agree after any retry;
+- any ClickHouse or PostgreSQL error propagates, so the event source mapping retries the
+  whole batch and commits no offset: nothing is lost while either store is down.
 """
 from __future__ import annotations
 
@@ -22,7 +27,7 @@ from typing import Any
 from aws_lambda_powertools.utilities.kafka import ConsumerRecords, SchemaConfig
 
 from .events import InvalidEvent, LikeEvent, like_from_message
-from .stores import clickhouse
+from .stores import clickhouse, postgres
 
 _MAX_DEAD_VALUE = 8192
 
@@ -58,6 +63,7 @@ class Stored:
     already_stored: int
     duplicates_in_batch: int
     dead_letters: int
+    serving_inserted: int = 0
 
     def as_dict(self) -> dict[str, int]:
         return dict(self.__dict__)
@@ -116,8 +122,9 @@ def existing_ids(ch: Any, likes: Iterable[LikeEvent]) -> set[tuple[int, str]]:
     return clickhouse.existing_like_ids(ch, ((like.user_id, like.event_id) for like in likes))
 
 
-def store(ch: Any, decoded: Decoded, now: datetime | None = None) -> Stored:
-    """Insert the new likes (one insert) and the dead letters (one insert); errors propagate."""
+def store(ch: Any, db: Any, decoded: Decoded, now: datetime | None = None) -> Stored:
+    """Insert the new likes and the dead letters into ClickHouse (one insert each), then every
+    like of the batch into the serving state (one statement, idempotent); errors propagate."""
     now = now or datetime.now(timezone.utc)
     stored = existing_ids(ch, decoded.likes)
     new = [like for like in decoded.likes if (like.user_id, like.event_id) not in stored]
@@ -126,10 +133,13 @@ def store(ch: Any, decoded: Decoded, now: datetime | None = None) -> Stored:
     if decoded.dead:
         clickhouse.insert_dead_letters(
             ch, [[now, d.topic, d.partition, d.offset, d.key, d.value, d.reason[:1000]] for d in decoded.dead])
+    serving = postgres.insert_user_events(
+        db, [(like.user_id, like.event_id, like.movie_id, "like", like.ts) for like in decoded.likes])
     return Stored(
         received=decoded.total,
         inserted=len(new),
         already_stored=len(decoded.likes) - len(new),
         duplicates_in_batch=decoded.duplicates_in_batch,
         dead_letters=len(decoded.dead),
+        serving_inserted=serving,
     )

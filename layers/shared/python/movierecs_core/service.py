@@ -1,9 +1,10 @@
 """The read side of the API (recommend function): plain functions over injected dependencies.
 
-``Reads`` bundles the environment's model holder, ClickHouse client getter and movie
-catalog, so unit tests can pass fakes and the handler stays a list of routes. The holder is
-``movierecs_serving.ModelHolder``, described here by the ``Models`` protocol: core never
-imports serving.
+``Reads`` bundles the environment's model holder, movie catalog and serving-state
+connection (PostgreSQL: each user's likes and rated movies, one indexed read per request;
+ClickHouse, the history, is not on the request path), so unit tests can pass fakes and the
+handler stays a list of routes. The holder is ``movierecs_serving.ModelHolder``, described
+here by the ``Models`` protocol: core never imports serving.
 """
 from __future__ import annotations
 
@@ -12,10 +13,10 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from .catalog import Catalog
-from .errors import ApiError, from_unavailable, not_found, unavailable
+from .errors import from_unavailable, not_found, unavailable
 from .events import format_ts
-from .stores import Unavailable, clickhouse
-from .stores.clickhouse import user_history, user_likes
+from .stores import Unavailable
+from .stores.postgres import Postgres, user_history, user_likes
 
 # Extra candidates asked from the model, in case a movie is missing from the catalogue.
 _MARGIN = 5
@@ -38,20 +39,15 @@ class Reads:
     """Dependencies of the read endpoints."""
 
     models: Models
-    clickhouse: Callable[[], Any]
     catalog: Catalog
-    reset_clickhouse: Callable[[], None] = lambda: None
+    state: Postgres
 
-    def ch_query(self, fn: Callable[[Any], Any]) -> Any:
-        """Run ``fn(client)``; a ClickHouse failure becomes a 503 with a clear message."""
+    def state_query(self, fn: Callable[[Postgres], Any]) -> Any:
+        """Run ``fn(state)``; the serving state being unreachable is a 503 with a clear message."""
         try:
-            return fn(self.clickhouse())
-        except ApiError:
-            raise
-        except Exception as exc:
-            self.reset_clickhouse()
-            down = exc if isinstance(exc, Unavailable) else clickhouse.unavailable(exc)
-            raise from_unavailable(down) from exc
+            return fn(self.state)
+        except Unavailable as exc:
+            raise from_unavailable(exc) from exc
 
     def model(self) -> Any:
         """The Recommender being served; no servable model is a 503."""
@@ -73,7 +69,7 @@ def health(reads: Reads) -> dict[str, Any]:
 def recommendations(reads: Reads, user_id: int, k: int) -> dict[str, Any]:
     """Top-k for a user with their likes folded in; never a rated/liked movie, never a repeat."""
     rec = reads.model()
-    history = reads.ch_query(lambda ch: user_history(ch, user_id, ratings=not rec.knows_all_ratings))
+    history = reads.state_query(lambda db: user_history(db, user_id, ratings=not rec.knows_all_ratings))
     seen = history.seen
     r = rec.recommend(user_id, k + _MARGIN, liked=history.liked, exclude=history.rated)
     candidates = [(m, s) for m, s in r.items if m not in seen]
@@ -114,7 +110,7 @@ def similar(reads: Reads, movie_id: int, k: int) -> dict[str, Any]:
 
 def likes(reads: Reads, user_id: int, limit: int) -> dict[str, Any]:
     """The user's likes, newest first, with titles."""
-    rows = reads.ch_query(lambda ch: user_likes(ch, user_id, limit))
+    rows = reads.state_query(lambda db: user_likes(db, user_id, limit))
     movies = reads.catalog.get_many(m for _, m, _ in rows)
     items = [
         {

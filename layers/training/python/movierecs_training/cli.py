@@ -1,8 +1,9 @@
-"""``python -m movierecs_training {fetch,load,train,evaluate,search,recommend,bootstrap}``.
+"""``python -m movierecs_training {fetch,load,backfill,train,evaluate,search,recommend,bootstrap}``.
 
 ``bootstrap --endpoints .movierecs/endpoints.json`` is what ``make up`` runs after the deploy:
-fetch MovieLens 1M (if missing), load it (idempotent), and when S3 has no promoted model,
-train on what ClickHouse then holds (ratings + likes), publish and promote.
+fetch MovieLens 1M (if missing), load it (idempotent), fill the serving state from
+ClickHouse once (``backfill``), and when S3 has no promoted model, train on what ClickHouse
+then holds (ratings + likes), publish and promote.
 """
 from __future__ import annotations
 
@@ -111,6 +112,14 @@ def cmd_load(args) -> int:
     return 0
 
 
+def cmd_backfill(args) -> int:
+    from movierecs_training.backfill import backfill
+
+    ep = _endpoints(args.endpoints)
+    backfill(ep["clickhouse"], ep["postgres"], force=args.force, log=_p)
+    return 0
+
+
 def cmd_train(args) -> int:
     from movierecs_training import recipe, train
 
@@ -174,6 +183,9 @@ def cmd_bootstrap(args) -> int:
         res = _load(str(folder), ep["postgres"], ep["clickhouse"], "public", "movierecs", False)
         _p(f"loaded: postgres {res['postgres']}, clickhouse {res['clickhouse']} "
            f"(new: {res['movies_inserted']} movies, {res['users_inserted']} users, {res['ratings_inserted']} ratings)")
+    from movierecs_training.backfill import backfill
+
+    backfill(ep["clickhouse"], ep["postgres"], log=_p)  # the serving state, once (docs/DESIGN.md)
     endpoint = args.aws_endpoint or _aws_endpoint(ep)
     bucket = args.bucket or model_bucket(endpoint)
     s3 = _boto("s3", endpoint)
@@ -227,6 +239,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--database", default="movierecs", help="ClickHouse database")
     p.add_argument("--create-tables", action="store_true", help="create the tables first (for a scratch database)")
     p.set_defaults(func=cmd_load)
+
+    p = sub.add_parser("backfill", help="fill the serving state (PostgreSQL) from ClickHouse once; run by bootstrap")
+    p.add_argument("--endpoints", default=str(REPO / ".movierecs" / "endpoints.json"))
+    p.add_argument("--force", action="store_true", help="copy again even if done (idempotent: nothing doubles)")
+    p.set_defaults(func=cmd_backfill)
 
     p = sub.add_parser("train", help="train iALS + Popular and write an artifact folder")
     p.add_argument("--data", default="ml-1m", help=data_help)

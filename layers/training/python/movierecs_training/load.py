@@ -11,10 +11,10 @@ from typing import Any, Callable
 
 import numpy as np
 import pandas as pd
-from tqdm import tqdm
 
 from movierecs_core.stores import clickhouse, postgres
 from movierecs_training.data import MovieLens
+from movierecs_training.progress import bar as progress_bar
 
 # The loader's SQL lives with its store (movierecs_core.stores), as does the schema
 # (infra/sql/*.sql: applied by the stack, and by ``load_all(create_tables=True)``).
@@ -23,7 +23,7 @@ from movierecs_training.data import MovieLens
 def _insert_batched(conn, schema: str, table: str, cols: list[str], rows: list[tuple], key: str, batch: int,
                     progress: bool) -> int:
     inserted = 0
-    with tqdm(total=len(rows), desc=table, unit="row", disable=None if progress else True) as bar:
+    with progress_bar(len(rows), table, "row", progress) as bar:
         for s in range(0, len(rows), batch):
             chunk = rows[s : s + batch]
             inserted += postgres.insert_ignoring_conflicts(conn, schema, table, cols, chunk, key)
@@ -74,7 +74,7 @@ def load_clickhouse(client, ratings: pd.DataFrame, database: str = "movierecs", 
             bounds.append(s)
     bounds.append(len(r))
     inserted = skipped = 0
-    with tqdm(total=len(r), desc="ratings", unit="row", disable=None if progress else True) as bar:
+    with progress_bar(len(r), "ratings", "row", progress) as bar:
         for a, b in zip(bounds[:-1], bounds[1:]):
             part = r.iloc[a:b]
             lo, hi = int(users[a]), int(users[b - 1])

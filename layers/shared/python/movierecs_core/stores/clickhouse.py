@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -129,63 +128,47 @@ def create_tables(ch: Any, database: str = DATABASE) -> None:
         ch.command(stmt)
 
 
-# -- likes and ratings: what a user did ---------------------------------------------------
-# The recommendation path needs, in one round trip, every movie the user must not be shown
-# (rated or liked) and the liked movies to fold in; the likes page needs the newest likes.
-# ``likes`` may briefly hold a duplicate event before ReplacingMergeTree merges, so reads
-# de-duplicate by event id. A model trained on every rating already knows each user's rated
-# movies: then only ``likes`` is read, which halves the query (about 2 ms instead of 4 on the
-# chDB endpoint). The queries are plain row reads; the grouping happens here, which chDB
-# answers faster than GROUP BY plus UNION.
-_LIKED_SQL = "SELECT 1 AS is_like, movie_id, ts FROM likes WHERE user_id = {u:UInt32}"
-_HISTORY_SQL = _LIKED_SQL + " UNION ALL SELECT 0, movie_id, ts FROM ratings WHERE user_id = {u:UInt32}"
-_USER_LIKES_SQL = """
-SELECT event_id, movie_id, ts FROM likes
-WHERE user_id = {u:UInt32}
-ORDER BY ts DESC, event_id DESC
-LIMIT 1 BY event_id
+# -- likes and ratings in order: the serving state's backfill ------------------------------
+# The request path reads a user's likes and ratings from PostgreSQL (stores.postgres); these
+# read them out of ClickHouse, the history, to fill that state once (``movierecs_training
+# backfill``). Keyset pages (by user_id, event_id) keep each read small and resumable.
+_LIKES_PAGE_SQL = """
+SELECT user_id, event_id, any(movie_id), any(ts) FROM likes
+WHERE (user_id, event_id) > ({u:UInt32}, {e:String})
+GROUP BY user_id, event_id
+ORDER BY user_id, event_id
 LIMIT {n:UInt32}
 """
+_RATED_SQL = ("SELECT DISTINCT user_id, movie_id FROM ratings "
+              "WHERE user_id BETWEEN {lo:UInt32} AND {hi:UInt32} ORDER BY user_id, movie_id")
 
 
-@dataclass
-class History:
-    """A user's signal: liked movies newest first, and every movie rated or liked."""
+def count_like_events(ch: Any) -> int:
+    """Distinct (user_id, event_id) like events stored."""
+    return int(ch.command("SELECT count() FROM (SELECT DISTINCT user_id, event_id FROM likes)"))
 
-    liked: list[int] = field(default_factory=list)
-    rated: set[int] = field(default_factory=set)
 
-    @property
-    def seen(self) -> set[int]:
-        """Movies never to recommend to this user."""
-        return self.rated | set(self.liked)
+def like_events_after(ch: Any, after: tuple[int, str], n: int) -> list[tuple[int, str, int, datetime]]:
+    """The next ``n`` like events after (user_id, event_id), in that order: (user, event, movie, ts)."""
+    rows = ch.query(_LIKES_PAGE_SQL, parameters={"u": after[0], "e": after[1], "n": n}).result_rows
+    return [(int(u), str(e), int(m), _utc(t)) for u, e, m, t in rows]
+
+
+def rated_between(ch: Any, lo: int, hi: int) -> list[tuple[int, int]]:
+    """(user_id, movie_id) of every rating of users ``lo``..``hi``."""
+    return [(int(u), int(m)) for u, m in ch.query(_RATED_SQL, parameters={"lo": lo, "hi": hi}).result_rows]
+
+
+def user_id_range(ch: Any) -> tuple[int, int]:
+    """(min, max) user_id of the ratings, (0, -1) when there are none."""
+    lo, hi, n = ch.query("SELECT min(user_id), max(user_id), count() FROM ratings").result_rows[0]
+    return (int(lo), int(hi)) if int(n) else (0, -1)
 
 
 def _utc(ts: Any) -> datetime:
     if isinstance(ts, datetime):
         return ts if ts.tzinfo else ts.replace(tzinfo=timezone.utc)
     raise TypeError(f"unexpected timestamp {ts!r}")
-
-
-def user_history(ch: Any, user_id: int, ratings: bool = True) -> History:
-    """Likes (newest first, each movie once) and, when ``ratings``, the rated movies of ``user_id``."""
-    rows = ch.query(_HISTORY_SQL if ratings else _LIKED_SQL, parameters={"u": user_id}).result_rows
-    newest: dict[int, datetime] = {}
-    rated: set[int] = set()
-    for is_like, m, t in rows:
-        movie = int(m)
-        if not is_like:
-            rated.add(movie)
-        elif movie not in newest or _utc(t) > newest[movie]:
-            newest[movie] = _utc(t)
-    liked = sorted(newest, key=lambda m: newest[m], reverse=True)
-    return History(liked=liked, rated=rated)
-
-
-def user_likes(ch: Any, user_id: int, limit: int) -> list[tuple[str, int, datetime]]:
-    """The newest ``limit`` like events of ``user_id``: (event_id, movie_id, ts)."""
-    rows = ch.query(_USER_LIKES_SQL, parameters={"u": user_id, "n": limit}).result_rows
-    return [(str(e), int(m), _utc(t)) for e, m, t in rows]
 
 
 # -- likes and dead letters: the consumer's writes ----------------------------------------

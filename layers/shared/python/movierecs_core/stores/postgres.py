@@ -1,4 +1,5 @@
-"""PostgreSQL: the DSN, the connections, the schema and every statement on ``movies`` and ``users``.
+"""PostgreSQL: the DSN, the connections, the schema and every statement on ``movies``,
+``users`` and the serving state (``user_events``, ``user_ratings``, ``serving_backfill``).
 
 Two kinds of connection, from one DSN parser:
 - ``Postgres(dsn)``: one pg8000 connection per execution environment, reused across
@@ -16,10 +17,12 @@ from __future__ import annotations
 import re
 import threading
 from collections.abc import Sequence
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlparse
 
+from ..user_state import History
 from . import Unavailable
 from .clickhouse import ident
 
@@ -123,7 +126,8 @@ def schema_statements(schema: str = "public", path: Path = SCHEMA_FILE) -> list[
     """``CREATE SCHEMA`` plus the statements of ``infra/sql/postgres.sql``, qualified with ``schema``."""
     text = "\n".join(ln for ln in path.read_text().splitlines() if not ln.lstrip().startswith("--"))
     s = ident(schema)
-    tables = [re.sub(r"(CREATE TABLE IF NOT EXISTS)\s+(\w+)", rf"\1 {s}.\2", t.strip())
+    tables = [re.sub(r"(CREATE TABLE IF NOT EXISTS|CREATE INDEX IF NOT EXISTS \w+ ON)\s+(\w+)", rf"\1 {s}.\2",
+                     t.strip())
               for t in text.split(";") if t.strip()]
     return [f"CREATE SCHEMA IF NOT EXISTS {s}", *tables]
 
@@ -162,3 +166,65 @@ def insert_ignoring_conflicts(conn: Any, schema: str, table: str, cols: Sequence
 def count_rows(conn: Any, schema: str, table: str) -> int:
     """``count(*)`` of ``schema.table``."""
     return int(conn.run(f"SELECT count(*) FROM {ident(schema)}.{ident(table)}")[0][0])
+
+
+# -- the serving state: each user's feedback events and rated movies ----------------------
+# The request path reads one user in one round trip over the environment's connection: the
+# likes (with their ts) and, when the model does not know them, the rated movies (ts NULL).
+_LIKED_SQL = "SELECT movie_id, ts FROM user_events WHERE user_id = :u AND kind = 'like'"
+_HISTORY_SQL = _LIKED_SQL + " UNION ALL SELECT unnest(movies), NULL FROM user_ratings WHERE user_id = :u"
+_USER_LIKES_SQL = ("SELECT event_id, movie_id, ts FROM user_events WHERE user_id = :u AND kind = 'like' "
+                   "ORDER BY ts DESC, event_id DESC LIMIT :n")
+# One statement per batch, whatever its size: the columns travel as arrays.
+_INSERT_EVENTS_SQL = """
+INSERT INTO user_events (user_id, event_id, movie_id, kind, ts)
+SELECT * FROM unnest(CAST(:u AS int[]), CAST(:e AS text[]), CAST(:m AS int[]), CAST(:k AS text[]),
+                     CAST(CAST(:t AS text[]) AS timestamptz[]))
+ON CONFLICT (user_id, event_id) DO NOTHING
+RETURNING 1
+"""
+_UPSERT_RATINGS_SQL = """
+INSERT INTO user_ratings (user_id, movies)
+SELECT u, array_agg(m ORDER BY m) FROM unnest(CAST(:u AS int[]), CAST(:m AS int[])) AS t(u, m) GROUP BY u
+ON CONFLICT (user_id) DO UPDATE SET movies = EXCLUDED.movies
+"""
+
+
+def user_history(db: Postgres, user_id: int, ratings: bool = True) -> History:
+    """Likes (newest first, each movie once) and, when ``ratings``, the rated movies of ``user_id``."""
+    return History.from_rows(db.run(_HISTORY_SQL if ratings else _LIKED_SQL, u=user_id))
+
+
+def user_likes(db: Postgres, user_id: int, limit: int) -> list[tuple[str, int, datetime]]:
+    """The newest ``limit`` like events of ``user_id``: (event_id, movie_id, ts)."""
+    return [(str(e), int(m), ts) for e, m, ts in db.run(_USER_LIKES_SQL, u=user_id, n=limit)]
+
+
+def insert_user_events(db: Any, rows: Sequence[tuple[int, str, int, str, datetime]]) -> int:
+    """Insert (user_id, event_id, movie_id, kind, ts) rows in one statement; how many were new.
+
+    ``db`` is a ``Postgres`` or a pg8000 native connection (both have ``run``)."""
+    if not rows:
+        return 0
+    cols = list(zip(*rows))
+    return len(db.run(_INSERT_EVENTS_SQL, u=list(cols[0]), e=list(cols[1]), m=list(cols[2]), k=list(cols[3]),
+                      t=[ts.isoformat() for ts in cols[4]]) or [])
+
+
+def upsert_user_ratings(db: Any, pairs: Sequence[tuple[int, int]]) -> None:
+    """Set the rated movies of every user in ``pairs`` ((user_id, movie_id)) to exactly those."""
+    if pairs:
+        users, movies = zip(*pairs)
+        db.run(_UPSERT_RATINGS_SQL, u=list(users), m=list(movies))
+
+
+def backfill_done(db: Any, step: str) -> tuple[int, datetime] | None:
+    """(rows, when) of a finished backfill step, or None."""
+    rows = db.run("SELECT rows, done_at FROM serving_backfill WHERE step = :s", s=step)
+    return (int(rows[0][0]), rows[0][1]) if rows else None
+
+
+def mark_backfill_done(db: Any, step: str, rows: int) -> None:
+    """Record that backfill ``step`` finished with ``rows`` rows."""
+    db.run("INSERT INTO serving_backfill (step, rows, done_at) VALUES (:s, :n, now()) "
+           "ON CONFLICT (step) DO UPDATE SET rows = EXCLUDED.rows, done_at = EXCLUDED.done_at", s=step, n=rows)
