@@ -206,6 +206,19 @@ def stored_event_ids(clickhouse_url: str, prefix: str) -> set[str]:
         client.close()
 
 
+def serving_event_ids(postgres_dsn: str, prefix: str) -> list[str]:
+    """Event ids with this prefix in the serving state (PostgreSQL ``user_events``), one per row:
+    the primary key (user_id, event_id) allows one row per event, so a repeat would show as a
+    second user or never; compare with :func:`stored_event_ids` for agreement."""
+    from movierecs_core.stores import postgres
+
+    conn = postgres.connect(harness._require_loopback(postgres_dsn))
+    try:
+        return [r[0] for r in conn.run("SELECT event_id FROM user_events WHERE starts_with(event_id, :p)", p=prefix)]
+    finally:
+        conn.close()
+
+
 def wait_stored(clickhouse_url: str, prefix: str, expected: int, timeout: float = 60.0,
                 series: list[tuple[float, int]] | None = None) -> dict[str, int]:
     """Poll until `expected` unique likes with `prefix` are stored (or the timeout); last counts.

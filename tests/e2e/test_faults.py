@@ -4,7 +4,8 @@ Why these faults: each is a way the real system fails (a database or broker proc
 Lambda execution environment dies mid-request, training raises, a model file in S3 is
 corrupted, the event source mapping is paused while the topic fills up). For each, the test
 counts the likes the API acknowledged (202 + event id) against the likes stored in ClickHouse
-(`count()` = `uniqExact(event_id)` = acknowledged, read with FINAL) and checks that
+(`count()` = `uniqExact(event_id)` = acknowledged, read with FINAL) and in the serving state
+(PostgreSQL `user_events`: the same event ids, each once), and checks that
 GET /recommendations keeps being served.
 
 Rules kept here: processes are killed only by the pids the stack recorded in
@@ -29,7 +30,8 @@ import pytest
 import requests
 
 from bench import harness
-from bench.load import LikeStream, LoadOutcome, post_like, stored_event_ids, stored_likes, wait_stored
+from bench.load import (LikeStream, LoadOutcome, post_like, serving_event_ids, stored_event_ids, stored_likes,
+                        wait_stored)
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -200,6 +202,13 @@ def assert_stored_once(ep: dict, prefix: str, acked: list[str], timeout: float =
     missing = sorted(set(acked) - have)
     assert not missing, f"{len(missing)} of {len(acked)} acknowledged likes are not stored, e.g. {missing[:5]}"
     assert got["rows"] == got["unique"], f"duplicates after FINAL: {got}"
+    # the serving state holds exactly the same events, each once (written in the same batch)
+    deadline = time.monotonic() + 30
+    while sorted(serving := serving_event_ids(ep["postgres"], prefix)) != sorted(have) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert len(serving) == len(set(serving)), f"an event twice in the serving state: {len(serving)} rows"
+    assert set(serving) == have, (f"the stores disagree: {len(have - set(serving))} in ClickHouse only, "
+                                  f"{len(set(serving) - have)} in PostgreSQL only")
     return got
 
 
@@ -255,15 +264,42 @@ def test_clickhouse_killed_mid_stream(ep, restore_services):
     after_failures = tr.gets.failures(after=t_back + 2)
     assert tr.gets.count(after=t_back + 2) > 0
     assert not after_failures, f"GET /recommendations failing after ClickHouse came back: {after_failures[:3]}"
-    # while it is down: served, or refused cleanly (503 + the contract's error body), never a
-    # gateway error or a hang. The recommend function reads the user's fresh likes from
-    # ClickHouse to honour "never recommend a liked movie", so today it answers 503 then.
+    # ClickHouse is not on the read path (the serving state is in PostgreSQL): every GET of
+    # the outage is served, not only refused cleanly
     down = tr.gets.count(after=t_kill, before=t_back)
     down_failures = tr.gets.failures(after=t_kill, before=t_back)
+    print(f"\nwhile ClickHouse was down: {down - len(down_failures)} of {down} GET /recommendations served")
+    assert down > 0 and not down_failures, f"GET /recommendations failed while ClickHouse was down: {down_failures[:3]}"
+
+
+# --------------------------------------------------------------------------- 1b. PostgreSQL killed
+def test_postgres_killed_mid_stream(ep, restore_services):
+    """The serving state's store dies between ClickHouse's write and its own: batches fail and are
+    retried until both stores hold every acknowledged like, once each."""
+    require_consumer_caught_up(ep)
+    prefix = new_prefix("pg")
+    with Traffic(ep["api"], prefix) as tr:
+        time.sleep(3)
+        restore_services.append("postgres")
+        sigkill("postgres")
+        t_kill = time.monotonic()
+        time.sleep(4)  # likes keep being acknowledged by Kafka; ClickHouse takes them, PostgreSQL cannot
+        restart("postgres")
+        t_back = time.monotonic()
+        time.sleep(5)
+    # like-ingest checks the movie in the catalogue (PostgreSQL) before producing: while it is
+    # down a like may be refused with a clean 503 (not acknowledged, so nothing to lose)
+    unclean_likes = {k: n for k, n in tr.out.like_errors.items() if k != "HTTP 503"}
+    assert not unclean_likes, f"POST /likes failed uncleanly while PostgreSQL was down: {unclean_likes}"
+    assert_stored_once(ep, prefix, tr.acked)
+    after_failures = tr.gets.failures(after=t_back + 2)
+    assert tr.gets.count(after=t_back + 2) > 0
+    assert not after_failures, f"GET /recommendations failing after PostgreSQL came back: {after_failures[:3]}"
+    # while it is down the user's state cannot be read: a clean 503 with the contract's error
+    # body (never a gateway error or a hang), or served when the request needed nothing of it
+    down_failures = tr.gets.failures(after=t_kill, before=t_back)
     unclean = [d for d in down_failures if not (d.startswith("HTTP 503") and '"error"' in d)]
-    print(f"\nwhile ClickHouse was down: {down - len(down_failures)} of {down} GET /recommendations served, "
-          f"{len(down_failures)} refused ({len(unclean)} not a clean 503)")
-    assert not unclean, f"GET /recommendations failed uncleanly while ClickHouse was down: {unclean[:3]}"
+    assert not unclean, f"GET /recommendations failed uncleanly while PostgreSQL was down: {unclean[:3]}"
 
 
 # --------------------------------------------------------------------------- 2. broker killed
