@@ -22,8 +22,14 @@ def test_dsn_and_url_parsing():
 
 
 class Conn:
+    """A pg8000 native connection's prepare/run/close; ``fail_with`` breaks every statement."""
+
     def __init__(self, fail_with=None):
-        self.fail_with, self.closed = fail_with, False
+        self.fail_with, self.closed, self.prepared = fail_with, False, []
+
+    def prepare(self, sql):
+        self.prepared.append(sql)
+        return type("Stmt", (), {"run": lambda _self, **params: self.run(sql, **params)})()
 
     def run(self, sql, **params):
         if self.fail_with:
@@ -32,6 +38,19 @@ class Conn:
 
     def close(self):
         self.closed = True
+
+
+def test_postgres_prepares_each_statement_once_per_connection(monkeypatch):
+    pg = Postgres("postgresql://u@127.0.0.1:1/db")
+    conns = [Conn(), Conn()]
+    made = list(conns)
+    monkeypatch.setattr(pg, "_connect", lambda: conns.pop(0))
+    for _ in range(3):
+        assert pg.run("SELECT 1") == [[1]]
+    assert made[0].prepared == ["SELECT 1"]
+    made[0].fail_with = InterfaceError("network error")  # the server went away
+    assert pg.run("SELECT 1") == [[1]]  # a new connection, the statement prepared on it again
+    assert made[1].prepared == ["SELECT 1"] and made[0].closed
 
 
 def test_postgres_reconnects_once_after_a_broken_connection(monkeypatch):

@@ -84,12 +84,14 @@ class FakeState:
         mine = sorted([x for x in self.likes if x[1] == u], key=lambda x: (x[3], x[0]), reverse=True)
         if sql == postgres._USER_LIKES_SQL:
             return [(e, m, ts) for e, _, m, ts in mine][:n]
-        rows = [(m, ts) for _, _, m, ts in mine]
+        newest: dict[int, datetime] = {}
+        for _, _, m, ts in mine:
+            newest[m] = max(ts, newest.get(m, ts))
+        liked = sorted(newest, key=lambda m: (-newest[m].timestamp(), m))  # the SQL's ORDER BY
         if sql == postgres._HISTORY_SQL:
-            rows += [(m, None) for uu, m in self.ratings if uu == u]
-        else:
-            assert sql == postgres._LIKED_SQL, sql
-        return rows
+            return [[liked, [m for uu, m in self.ratings if uu == u] or None]]
+        assert sql == postgres._LIKED_SQL, sql
+        return [[liked]]
 
 
 class Clock:

@@ -5,9 +5,7 @@ consumer in the same batch as ClickHouse; see docs/DESIGN.md, "The read path".
 """
 from __future__ import annotations
 
-from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import datetime
 
 
 @dataclass
@@ -21,16 +19,3 @@ class History:
     def seen(self) -> set[int]:
         """Movies never to recommend to this user."""
         return self.rated | set(self.liked)
-
-    @classmethod
-    def from_rows(cls, rows: Iterable[tuple[int, datetime | None]]) -> "History":
-        """From (movie_id, ts) rows: a like has its ts, a rated movie has None."""
-        newest: dict[int, datetime] = {}
-        rated: set[int] = set()
-        for m, ts in rows:
-            movie = int(m)
-            if ts is None:
-                rated.add(movie)
-            elif movie not in newest or ts > newest[movie]:
-                newest[movie] = ts
-        return cls(liked=sorted(newest, key=newest.__getitem__, reverse=True), rated=rated)
