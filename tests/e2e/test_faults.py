@@ -245,19 +245,28 @@ def new_prefix(name: str) -> str:
     return f"fault-{name}-{uuid.uuid4().hex[:8]}"
 
 
+def kill_under_traffic(ep: dict, service: str, restore_services: list[str], prefix: str,
+                       down_s: float = 4.0) -> tuple["Traffic", float, float]:
+    """Likes and GETs flow; ``service`` is SIGKILLed for ``down_s`` and restarted. Returns the
+    traffic and the monotonic times of the kill and of the service being back."""
+    with Traffic(ep["api"], prefix) as tr:
+        time.sleep(3)
+        restore_services.append(service)
+        sigkill(service)
+        t_kill = time.monotonic()
+        time.sleep(down_s)
+        restart(service)
+        t_back = time.monotonic()
+        time.sleep(5)
+    return tr, t_kill, t_back
+
+
 # --------------------------------------------------------------------------- 1. ClickHouse killed
 def test_clickhouse_killed_mid_stream(ep, restore_services):
     require_consumer_caught_up(ep)
     prefix = new_prefix("ch")
-    with Traffic(ep["api"], prefix) as tr:
-        time.sleep(3)
-        restore_services.append("clickhouse")
-        sigkill("clickhouse")
-        t_kill = time.monotonic()
-        time.sleep(4)  # likes keep being acknowledged by Kafka; the consumer's inserts fail
-        restart("clickhouse")
-        t_back = time.monotonic()
-        time.sleep(5)
+    # while it is down, likes keep being acknowledged by Kafka; the consumer's inserts fail
+    tr, t_kill, t_back = kill_under_traffic(ep, "clickhouse", restore_services, prefix)
     assert not tr.out.like_errors, f"POST /likes failed while only ClickHouse was down: {dict(tr.out.like_errors)}"
     assert_stored_once(ep, prefix, tr.acked)
     # after the restart every GET is served again
@@ -278,15 +287,8 @@ def test_postgres_killed_mid_stream(ep, restore_services):
     retried until both stores hold every acknowledged like, once each."""
     require_consumer_caught_up(ep)
     prefix = new_prefix("pg")
-    with Traffic(ep["api"], prefix) as tr:
-        time.sleep(3)
-        restore_services.append("postgres")
-        sigkill("postgres")
-        t_kill = time.monotonic()
-        time.sleep(4)  # likes keep being acknowledged by Kafka; ClickHouse takes them, PostgreSQL cannot
-        restart("postgres")
-        t_back = time.monotonic()
-        time.sleep(5)
+    # while it is down, likes keep being acknowledged by Kafka; ClickHouse takes them, PostgreSQL cannot
+    tr, t_kill, t_back = kill_under_traffic(ep, "postgres", restore_services, prefix)
     # like-ingest checks the movie in the catalogue (PostgreSQL) before producing: while it is
     # down a like may be refused with a clean 503 (not acknowledged, so nothing to lose)
     unclean_likes = {k: n for k, n in tr.out.like_errors.items() if k != "HTTP 503"}
