@@ -16,7 +16,8 @@ def test_parse_id_accepts_positive_ints(raw, expected):
     assert parse_id("user_id", raw) == expected
 
 
-@pytest.mark.parametrize("raw", [None, "", "0", "-3", "abc", "1.5", "1e3", True, 0, -1, str(MAX_ID + 1), "9" * 30, []])
+@pytest.mark.parametrize("raw", [None, "", "0", "-3", "abc", "1.5", "1e3", True, 0, -1, str(MAX_ID + 1), "9" * 30, [],
+                                 "\uff11", "\u0661\u0662", "1\uff10"])  # fullwidth, Arabic-Indic digits
 def test_parse_id_rejects_with_400_naming_the_field(raw):
     with pytest.raises(ApiError) as e:
         parse_id("user_id", raw)
@@ -27,7 +28,7 @@ def test_parse_id_rejects_with_400_naming_the_field(raw):
 def test_parse_bounded_default_and_range():
     assert parse_bounded("k", None, 1, 100, 10) == 10
     assert parse_bounded("k", "100", 1, 100, 10) == 100
-    for bad in ["0", "101", "-1", "x", "", "1.0"]:
+    for bad in ["0", "101", "-1", "x", "", "1.0", "\uff15", "\u0665"]:
         with pytest.raises(ApiError) as e:
             parse_bounded("k", bad, 1, 100, 10)
         assert e.value.status == 400 and "'k'" in e.value.message

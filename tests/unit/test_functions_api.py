@@ -149,6 +149,10 @@ def test_likes_statuses(monkeypatch):
     assert status == 413 and "4096" in body["error"]
     assert post("")[0] == 400
     assert post({"user_id": 0, "movie_id": 2})[0] == 400
+    status, body = post("[" * 2000 + "]" * 2000)  # nested thousands of levels: 400, not a RecursionError
+    assert status == 400 and "nested too deeply" in body["error"]
+    status, body = post({"user_id": "\uff11", "movie_id": 2})  # a fullwidth "1" is not an id
+    assert status == 400 and "user_id" in body["error"]
     assert len(sent) == 1
 
 

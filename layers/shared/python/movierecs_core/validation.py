@@ -9,7 +9,8 @@ import re
 
 from .errors import bad_request
 
-_INT_RE = re.compile(r"^[+]?\d{1,10}$")
+# [0-9], not \d: \d also matches other scripts' digits (fullwidth "１"), which int() accepts
+_INT_RE = re.compile(r"^[+]?[0-9]{1,10}$")
 MAX_ID = 2**31 - 1  # PostgreSQL int and the ClickHouse UInt32 columns both hold this
 
 
@@ -36,7 +37,7 @@ def parse_bounded(name: str, raw: str | None, low: int, high: int, default: int)
     if raw is None:
         return default
     text = raw.strip()
-    if not re.match(r"^[+-]?\d{1,12}$", text):
+    if not re.match(r"^[+-]?[0-9]{1,12}$", text):
         raise bad_request(f"'{name}' must be an integer between {low} and {high}, got '{raw[:40]}'")
     value = int(text)
     if value < low or value > high:

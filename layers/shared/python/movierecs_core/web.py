@@ -104,6 +104,8 @@ class ApiApp(Chalice):
             raise bad_request("the request body is not UTF-8 text: send a JSON object") from None
         except ValueError as exc:
             raise bad_request(f"the request body is not valid JSON ({exc.msg} at character {exc.pos})") from None
+        except RecursionError:  # e.g. 4,000 nested "[": the decoder recurses once per level
+            raise bad_request("the request body is nested too deeply: send a flat JSON object") from None
 
     # -- middleware -----------------------------------------------------------------------
     def _observe(self, event: Any, get_response: Callable[[Any], Response]) -> Response:
