@@ -77,6 +77,8 @@ def test_unknown_movie_is_404(api, http, pg):
         ("/recommendations", {"user_id": "-5"}, "user_id"),
         ("/recommendations", {"user_id": "0"}, "user_id"),
         ("/recommendations", {"user_id": "abc"}, "user_id"),
+        ("/recommendations", {"user_id": "\uff11"}, "user_id"),  # a fullwidth "1"
+        ("/movies/\uff11/similar", {}, "movie_id"),
         ("/recommendations", {"user_id": "1", "k": "0"}, "'k'"),
         ("/recommendations", {"user_id": "1", "k": "101"}, "'k'"),
         ("/recommendations", {"user_id": "1", "k": "ten"}, "'k'"),
@@ -106,6 +108,7 @@ def test_bad_query_inputs_are_clear_400s(api, http, path, params, word):
         ('{"user_id": 7, "movie_id": 1, "ts": "not a time"}', 400, "ts"),
         ('{"user_id": 7, "movie_id": 99999999}', 404, "does not exist"),
         ('{"user_id": 7, "movie_id": 1, "pad": "' + "x" * 5000 + '"}', 413, "4096"),
+        ("[" * 2000 + "]" * 2000, 400, "nested too deeply"),
     ],
 )
 def test_bad_likes_are_clear_4xx(api, http, body, status, word):
