@@ -254,3 +254,26 @@ def test_a_corrupt_new_version_keeps_the_old_model_serving(env):
     clock.t = 6.0
     assert service.recommendations(reads, 5, 1)["model_version"] == V1
     assert loads == [V2]  # not re-downloaded every 2 s
+
+
+def test_filters_apply_to_every_strategy_and_never_return_fewer_than_k_while_enough_match(env):
+    from movierecs_core.filters import Filters
+
+    reads, _, _, state = env
+    # the fake catalogue: movie m has year 1990 + m % 10, genre Drama; make the even ones Comedy
+    for m in ITEMS:
+        if m % 2 == 0:
+            reads.catalog._rows.pop(m, None)
+    reads.catalog._db.rows.update({m: (m, f"Movie {m}", 1990 + m % 10, ["Comedy"]) for m in ITEMS if m % 2 == 0})
+    state.likes.append(("f1", 999, 15, datetime(2026, 11, 27, tzinfo=timezone.utc)))
+    no_comedy = Filters(exclude_genres=frozenset({"Comedy"}))
+    for user, strategy in ((1, "personal"), (999, "fold_in"), (5000, "popular")):
+        r = service.recommendations(reads, user, 5, no_comedy)
+        assert r["strategy"] == strategy and len(r["items"]) == 5 and r["exhausted"] is False
+        assert all(m % 2 == 1 for m in ids(r)), r
+    # fewer match than k: all of them, and the answer says so
+    r = service.recommendations(reads, 5000, 10, Filters(year_min=1999, exclude=frozenset({29})))
+    assert ids(r) == [19] and r["exhausted"] is True
+    s = service.similar(reads, 10, 3, no_comedy)
+    assert len(s["items"]) == 3 and all(m % 2 == 1 for m in ids(s)) and s["exhausted"] is False
+    assert "exhausted" not in service.recommendations(reads, 5000, 3)  # unfiltered answers keep their shape

@@ -87,3 +87,28 @@ def test_ts_round_trip_millis():
     ts = parse_ts("2026-11-27T10:00:00.123456Z")
     assert format_ts(ts) == "2026-11-27T10:00:00.123Z"
     assert parse_ts("2026-11-27T10:00:00").tzinfo is not None
+
+
+@pytest.mark.parametrize("query,word", [
+    ({"include_genres": "Cartoon"}, "unknown genre"),
+    ({"exclude_genres": "Comedy,"}, "unknown genre"),
+    ({"year_min": "2000", "year_max": "1990"}, "year_min"),
+    ({"year_min": "\uff11\uff19\uff19\uff10"}, "year_min"),
+    ({"include_genres": "Drama", "exclude_genres": "drama"}, "both included and excluded"),
+    ({"exclude": ",".join(str(i) for i in range(1, 102))}, "at most 100"),
+    ({"exclude": "1,x"}, "exclude"),
+])
+def test_filters_refuse_with_400_saying_what_is_wrong(query, word):
+    from movierecs_core.filters import from_query
+
+    with pytest.raises(ApiError) as e:
+        from_query(query.get)
+    assert e.value.status == 400 and word in e.value.message
+
+
+def test_filters_parse_case_insensitively_and_default_to_nothing():
+    from movierecs_core.filters import from_query
+
+    assert not from_query({}.get).active
+    f = from_query({"include_genres": "sci-fi, Film-Noir", "year_max": "1999", "exclude": "3,4"}.get)
+    assert f.include_genres == {"Sci-Fi", "Film-Noir"} and f.year_max == 1999 and f.exclude == {3, 4} and f.active

@@ -117,13 +117,20 @@ def test_recommend_passes_parsed_values(monkeypatch):
     mod = load("recommend")
     seen = {}
 
-    def fake(reads, user_id, k):
-        seen.update(user_id=user_id, k=k)
+    def fake(reads, user_id, k, filters):
+        seen.update(user_id=user_id, k=k, filters=filters)
         return {"user_id": user_id, "k": k, "model_version": "v", "strategy": "popular", "items": []}
 
     monkeypatch.setattr(mod.service, "recommendations", fake)
     status, body = call(mod, "GET", "/recommendations", query={"user_id": "42"})
-    assert status == 200 and seen == {"user_id": 42, "k": 10} and body["strategy"] == "popular"
+    assert status == 200 and seen["user_id"] == 42 and seen["k"] == 10 and body["strategy"] == "popular"
+    assert not seen["filters"].active
+    status, body = call(mod, "GET", "/recommendations",
+                        query={"user_id": "42", "exclude_genres": "comedy,Sci-Fi", "year_min": "1990", "exclude": "1,2"})
+    f = seen["filters"]
+    assert status == 200 and f.exclude_genres == {"Comedy", "Sci-Fi"} and f.year_min == 1990 and f.exclude == {1, 2}
+    status, body = call(mod, "GET", "/recommendations", query={"user_id": "42", "include_genres": "Cartoon"})
+    assert status == 400 and "unknown genre 'Cartoon'" in body["error"] and "Animation" in body["error"]
 
 
 class FakeCatalog:

@@ -15,6 +15,7 @@ from typing import Any, Protocol
 from .catalog import Catalog
 from .errors import from_unavailable, not_found, unavailable
 from .events import format_ts
+from .filters import Filters
 from .stores import Unavailable
 from .stores.postgres import Postgres, user_history, user_likes
 
@@ -66,25 +67,46 @@ def health(reads: Reads) -> dict[str, Any]:
     return {"status": "ok", "model_version": reads.models.version}
 
 
-def recommendations(reads: Reads, user_id: int, k: int) -> dict[str, Any]:
-    """Top-k for a user with their likes folded in; never a rated/liked movie, never a repeat."""
-    rec = reads.model()
-    history = reads.state_query(lambda db: user_history(db, user_id, ratings=not rec.knows_all_ratings))
-    seen = history.seen
-    r = rec.recommend(user_id, k + _MARGIN, liked=history.liked, exclude=history.rated)
-    candidates = [(m, s) for m, s in r.items if m not in seen]
-    movies = reads.catalog.get_many(m for m, _ in candidates)
+def _listed(reads: Reads, ranked: list[tuple[int, float]], k: int, filters: Filters,
+            skip: set[int]) -> list[dict[str, Any]]:
+    """The first ``k`` ranked movies that are in the catalogue, not in ``skip`` and pass ``filters``."""
+    movies = reads.catalog.get_many(m for m, _ in ranked if m not in skip)
     items: list[dict[str, Any]] = []
     used: set[int] = set()
-    for movie_id, score in candidates:
+    for movie_id, score in ranked:
         movie = movies.get(movie_id)
-        if movie is None or movie_id in used:
+        if movie is None or movie_id in used or movie_id in skip or not filters.matches(movie):
             continue
         used.add(movie_id)
         items.append({**movie.to_json(), "score": round(float(score), 6)})
         if len(items) == k:
             break
-    return {"user_id": user_id, "k": k, "model_version": r.model_version, "strategy": r.strategy, "items": items}
+    return items
+
+
+def _candidates(k: int, filters: Filters, widest: int) -> list[int]:
+    """How many ranked candidates to ask the model for, in order: a filter may reject most of
+    them, so a filtered listing asks for more, then for every item before saying it is short."""
+    if not filters.active:
+        return [k + _MARGIN]
+    return sorted({min(widest, max(20 * k, 200)), widest})
+
+
+def recommendations(reads: Reads, user_id: int, k: int, filters: Filters = Filters()) -> dict[str, Any]:
+    """Top-k for a user with their likes folded in; never a rated/liked movie, never a repeat;
+    only movies passing ``filters`` (``exhausted`` when fewer than k do)."""
+    rec = reads.model()
+    history = reads.state_query(lambda db: user_history(db, user_id, ratings=not rec.knows_all_ratings))
+    seen = history.seen
+    for n in _candidates(k, filters, len(rec.artifact.item_ids)):
+        r = rec.recommend(user_id, n, liked=history.liked, exclude=history.rated | filters.exclude)
+        items = _listed(reads, r.items, k, filters, seen)
+        if len(items) == k:
+            break
+    out = {"user_id": user_id, "k": k, "model_version": r.model_version, "strategy": r.strategy, "items": items}
+    if filters.active:
+        out["exhausted"] = len(items) < k
+    return out
 
 
 def movie(reads: Reads, movie_id: int) -> dict[str, Any]:
@@ -95,17 +117,22 @@ def movie(reads: Reads, movie_id: int) -> dict[str, Any]:
     return m.to_json()
 
 
-def similar(reads: Reads, movie_id: int, k: int) -> dict[str, Any]:
-    """Movies closest to ``movie_id`` in the model's item space (empty if the model never saw it)."""
+def similar(reads: Reads, movie_id: int, k: int, filters: Filters = Filters()) -> dict[str, Any]:
+    """Movies closest to ``movie_id`` in the model's item space (empty if the model never saw it),
+    only those passing ``filters`` (``exhausted`` when fewer than k do)."""
     if reads.catalog.get(movie_id) is None:
         raise not_found(f"movie {movie_id} does not exist")
     rec = reads.model()
-    if not rec.has_item(movie_id):
-        return {"movie_id": movie_id, "model_version": rec.model_version, "items": []}
-    pairs = rec.similar(movie_id, k + _MARGIN)
-    movies = reads.catalog.get_many(m for m, _ in pairs)
-    items = [{**movies[m].to_json(), "score": round(float(s), 6)} for m, s in pairs if m in movies and m != movie_id]
-    return {"movie_id": movie_id, "model_version": rec.model_version, "items": items[:k]}
+    items: list[dict[str, Any]] = []
+    if rec.has_item(movie_id):
+        for n in _candidates(k, filters, len(rec.artifact.item_ids)):
+            items = _listed(reads, rec.similar(movie_id, n), k, filters, {movie_id})
+            if len(items) == k:
+                break
+    out: dict[str, Any] = {"movie_id": movie_id, "model_version": rec.model_version, "items": items}
+    if filters.active:
+        out["exhausted"] = len(items) < k
+    return out
 
 
 def likes(reads: Reads, user_id: int, limit: int) -> dict[str, Any]:
