@@ -44,20 +44,21 @@ def _get_factory(api: str, path: Callable[[int], str]) -> Callable[[], Callable[
     return factory
 
 
-def interleaved(api: str, users: list[int], clients: int, rounds: int, per_round: int) -> dict[str, Any]:
+def interleaved(api: str, users: list[int], clients: int, rounds: int, per_round: int,
+                routes: dict[str, Callable[[list[int]], Callable[[int], str]]] = ROUTES) -> dict[str, Any]:
     """Latencies (ms) and throughput (req/s) per route, routes interleaved round by round."""
-    lat: dict[str, list[float]] = {r: [] for r in ROUTES}
-    errors = {r: 0 for r in ROUTES}
-    busy = {r: 0.0 for r in ROUTES}
+    lat: dict[str, list[float]] = {r: [] for r in routes}
+    errors = {r: 0 for r in routes}
+    busy = {r: 0.0 for r in routes}
     for rnd in range(rounds):
-        order = list(ROUTES) if rnd % 2 == 0 else list(reversed(ROUTES))  # no route always goes first
+        order = list(routes) if rnd % 2 == 0 else list(reversed(routes))  # no route always goes first
         for route in order:
             t0 = time.perf_counter()
-            got, err = harness.concurrent_latency(_get_factory(api, ROUTES[route](users)), per_round, clients)
+            got, err = harness.concurrent_latency(_get_factory(api, routes[route](users)), per_round, clients)
             busy[route] += time.perf_counter() - t0
             lat[route] += got
             errors[route] += err
-    rate = {r: (len(lat[r]) + errors[r]) / busy[r] for r in ROUTES}
+    rate = {r: (len(lat[r]) + errors[r]) / busy[r] for r in routes}
     return {"latency": lat, "errors": errors, "rate": rate}
 
 

@@ -69,18 +69,23 @@ def health(reads: Reads) -> dict[str, Any]:
 
 def _listed(reads: Reads, ranked: list[tuple[int, float]], k: int, filters: Filters,
             skip: set[int]) -> list[dict[str, Any]]:
-    """The first ``k`` ranked movies that are in the catalogue, not in ``skip`` and pass ``filters``."""
-    movies = reads.catalog.get_many(m for m, _ in ranked if m not in skip)
+    """The first ``k`` ranked movies that are in the catalogue, not in ``skip`` and pass
+    ``filters``; the catalogue is asked chunk by chunk, so a rare genre does not look up
+    the whole ranking when its matches come early."""
     items: list[dict[str, Any]] = []
     used: set[int] = set()
-    for movie_id, score in ranked:
-        movie = movies.get(movie_id)
-        if movie is None or movie_id in used or movie_id in skip or not filters.matches(movie):
-            continue
-        used.add(movie_id)
-        items.append({**movie.to_json(), "score": round(float(score), 6)})
-        if len(items) == k:
-            break
+    chunk = k + _MARGIN if not filters.active else 256
+    for start in range(0, len(ranked), chunk):
+        part = ranked[start:start + chunk]
+        movies = reads.catalog.get_many(m for m, _ in part if m not in skip)
+        for movie_id, score in part:
+            movie = movies.get(movie_id)
+            if movie is None or movie_id in used or movie_id in skip or not filters.matches(movie):
+                continue
+            used.add(movie_id)
+            items.append({**movie.to_json(), "score": round(float(score), 6)})
+            if len(items) == k:
+                return items
     return items
 
 
