@@ -60,13 +60,12 @@ def ch(endpoints):
 
 @pytest.fixture(scope="session")
 def pg(endpoints):
-    import pg8000.native
+    """PostgreSQL of the stack; reconnects by itself (the fault suite kills and restarts it)."""
+    from movierecs_core.stores.postgres import Postgres
 
-    u = urlparse(endpoints["postgres"])
-    conn = pg8000.native.Connection(user=u.username or "movierecs", host=u.hostname, port=u.port,
-                                    database=u.path.lstrip("/"))
-    yield conn
-    conn.close()
+    db = Postgres(endpoints["postgres"])
+    yield db
+    db.close()
 
 
 @pytest.fixture(scope="session")
