@@ -5,7 +5,7 @@ PostgreSQL connection (the catalogue and each user's serving state) across invoc
 """
 from __future__ import annotations
 
-from movierecs_core import filters, service
+from movierecs_core import controls, service
 from movierecs_core.catalog import Catalog
 from movierecs_core.config import settings
 from movierecs_core.stores.aws import s3_client
@@ -45,7 +45,7 @@ def noop():
 def recommendations():
     user_id = parse_id("user_id", app.query("user_id"))
     k = parse_bounded("k", app.query("k"), 1, 100, 10)
-    return json_response(service.recommendations(reads, user_id, k, filters.from_query(app.query)))
+    return json_response(service.recommendations(reads, user_id, k, controls.from_query(app.query)))
 
 
 @app.route("/movies/{movie_id}", methods=["GET"])
@@ -57,7 +57,7 @@ def movie(movie_id):
 def similar(movie_id):
     mid = parse_id("movie_id", movie_id)
     k = parse_bounded("k", app.query("k"), 1, 100, 10)
-    return json_response(service.similar(reads, mid, k, filters.from_query(app.query)))
+    return json_response(service.similar(reads, mid, k, controls.from_query(app.query)))
 
 
 @app.route("/users/{user_id}/likes", methods=["GET"])

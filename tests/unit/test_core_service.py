@@ -128,7 +128,7 @@ def test_personal_excludes_training_items_and_new_ratings_and_likes(env):
     assert len(got) == len(set(got))
     assert not set(got) & {10, 11, 12, 20, 21}
     assert len(got) == len(ITEMS) - 5
-    assert set(r["items"][0]) == {"movie_id", "title", "year", "genres", "score"}
+    assert set(r["items"][0]) == {"movie_id", "title", "year", "genres", "score", "reasons"}
 
 
 def test_a_model_holding_every_rating_reads_only_likes(tmp_path):
@@ -257,6 +257,7 @@ def test_a_corrupt_new_version_keeps_the_old_model_serving(env):
 
 
 def test_filters_apply_to_every_strategy_and_never_return_fewer_than_k_while_enough_match(env):
+    from movierecs_core.controls import Controls
     from movierecs_core.filters import Filters
 
     reads, _, _, state = env
@@ -266,14 +267,112 @@ def test_filters_apply_to_every_strategy_and_never_return_fewer_than_k_while_eno
             reads.catalog._rows.pop(m, None)
     reads.catalog._db.rows.update({m: (m, f"Movie {m}", 1990 + m % 10, ["Comedy"]) for m in ITEMS if m % 2 == 0})
     state.likes.append(("f1", 999, 15, datetime(2026, 11, 27, tzinfo=timezone.utc)))
-    no_comedy = Filters(exclude_genres=frozenset({"Comedy"}))
+    no_comedy = Controls(Filters(exclude_genres=frozenset({"Comedy"})))
     for user, strategy in ((1, "personal"), (999, "fold_in"), (5000, "popular")):
         r = service.recommendations(reads, user, 5, no_comedy)
         assert r["strategy"] == strategy and len(r["items"]) == 5 and r["exhausted"] is False
         assert all(m % 2 == 1 for m in ids(r)), r
     # fewer match than k: all of them, and the answer says so
-    r = service.recommendations(reads, 5000, 10, Filters(year_min=1999, exclude=frozenset({29})))
+    r = service.recommendations(reads, 5000, 10, Controls(Filters(year_min=1999, exclude=frozenset({29}))))
     assert ids(r) == [19] and r["exhausted"] is True
     s = service.similar(reads, 10, 3, no_comedy)
     assert len(s["items"]) == 3 and all(m % 2 == 1 for m in ids(s)) and s["exhausted"] is False
     assert "exhausted" not in service.recommendations(reads, 5000, 3)  # unfiltered answers keep their shape
+
+
+def test_pages_never_repeat_and_end_with_a_short_page(env):
+    from movierecs_core.controls import Controls
+
+    reads, _, _, state = env
+    state.likes.append(("p1", 1, 25, datetime(2026, 11, 27, tzinfo=timezone.utc)))
+    for diversity in (0.0, 0.7):
+        seen: list[int] = []
+        cursor = None
+        pages = 0
+        while True:
+            r = service.recommendations(reads, 1, 4, Controls(diversity=diversity, cursor=cursor))
+            seen += ids(r)
+            pages += 1
+            cursor = r["next_cursor"]
+            if cursor is None:
+                break
+        # 20 items minus 3 rated and 1 liked = 16: four full pages, then a short (empty) one
+        assert len(seen) == len(set(seen)) == 16 and not set(seen) & {10, 11, 12, 25}, diversity
+        assert pages == 5
+    # at diversity 0 the pages are the ranking, cut in pieces
+    first = service.recommendations(reads, 1, 8)
+    p1 = service.recommendations(reads, 1, 4)
+    p2 = service.recommendations(reads, 1, 4, Controls(cursor=p1["next_cursor"]))
+    assert ids(p1) + ids(p2) == ids(first)
+    # the same cursor gives the same page while the model does not change
+    assert ids(service.recommendations(reads, 1, 4, Controls(cursor=p1["next_cursor"]))) == ids(p2)
+
+
+def test_a_cursor_of_another_listing_or_model_or_a_forged_one_is_a_400_with_a_code(env):
+    from movierecs_core import paging
+    from movierecs_core.controls import Controls
+    from movierecs_core.filters import Filters
+
+    reads, store, clock, _ = env
+    c = service.recommendations(reads, 1, 3)["next_cursor"]
+
+    def code(user, controls, call=service.recommendations):
+        with pytest.raises(ApiError) as e:
+            call(reads, user, 3, controls)
+        assert e.value.status == 400
+        return e.value.body()["code"], e.value.message
+
+    assert code(2, Controls(cursor=c))[0] == "cursor_mismatch"
+    assert code(1, Controls(Filters(exclude_genres=frozenset({"Comedy"})), cursor=c))[0] == "cursor_mismatch"
+    assert code(1, Controls(diversity=0.5, cursor=c))[0] == "cursor_mismatch"
+    assert code(10, Controls(cursor=c), service.similar)[0] == "cursor_mismatch"
+    # the exclude list may change between pages
+    assert service.recommendations(reads, 1, 3, Controls(Filters(exclude=frozenset({13})), cursor=c))["items"]
+    for forged in ("", "x", "!!!!", c[:-3], c + "A", "１" + c, "e" * 9000,
+                   paging.encode(paging.Cursor(V1, "0", ("a",))),  # type: ignore[arg-type]
+                   paging.encode(paging.Cursor(V1, "0", tuple(range(1, 1100))))):
+        got, message = code(1, Controls(cursor=forged))
+        assert got in ("cursor_malformed", "cursor_mismatch"), forged
+    assert "leave 'cursor' out" in code(1, Controls(cursor="x"))[1]
+    store.pointer = V2
+    clock.t += 10
+    got, message = code(1, Controls(cursor=c))
+    assert got == "cursor_stale" and V1 in message and V2 in message
+
+
+def test_diversity_zero_is_the_ranking_and_more_diversity_spreads_the_list(env):
+    from movierecs_core.controls import Controls
+
+    reads, *_ = env
+    rec = reads.models.get()
+    plain = service.recommendations(reads, 1, 5)
+    assert ids(service.recommendations(reads, 1, 5, Controls(diversity=0.0))) == ids(plain)
+    spread = service.recommendations(reads, 1, 5, Controls(diversity=1.0))
+    assert len(ids(spread)) == 5 and ids(spread)[0] == ids(plain)[0]  # the first pick is the best one
+
+    def mean_cosine(movies):
+        V = rec._Yn[[rec._item_row[m] for m in movies]].astype(float)
+        sims = V @ V.T
+        n = len(movies)
+        return (sims.sum() - n) / (n * (n - 1))
+
+    assert mean_cosine(ids(spread)) < mean_cosine(ids(plain))
+
+
+def test_reasons_are_history_movies_with_their_share_and_popular_says_so(env):
+    reads, _, _, state = env
+    state.likes.append(("r1", 999, 15, datetime(2026, 11, 27, tzinfo=timezone.utc)))
+    state.likes.append(("r2", 999, 16, datetime(2026, 11, 28, tzinfo=timezone.utc)))
+    folded = service.recommendations(reads, 999, 5)
+    assert folded["strategy"] == "fold_in"
+    for item in folded["items"]:
+        assert 1 <= len(item["reasons"]) <= 2 or item["score"] <= 0
+        for reason in item["reasons"]:
+            assert reason["kind"] == "liked" and reason["movie_id"] in (15, 16) and 0 < reason["share"]
+            assert reason["title"] == f"Movie {reason['movie_id']}"
+    known = service.recommendations(reads, 1, 5)  # user 1 rated 10, 11, 12
+    assert all(r["kind"] == "rated" and r["movie_id"] in (10, 11, 12) for i in known["items"] for r in i["reasons"])
+    new = service.recommendations(reads, 5000, 3)
+    assert all(i["reasons"] == [{"kind": "popular", "share": 1.0}] for i in new["items"])
+    s = service.similar(reads, 10, 2)
+    assert all(i["reasons"] == [{"kind": "similar", "movie_id": 10, "title": "Movie 10", "share": 1.0}] for i in s["items"])

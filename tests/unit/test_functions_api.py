@@ -117,14 +117,19 @@ def test_recommend_passes_parsed_values(monkeypatch):
     mod = load("recommend")
     seen = {}
 
-    def fake(reads, user_id, k, filters):
-        seen.update(user_id=user_id, k=k, filters=filters)
+    def fake(reads, user_id, k, controls):
+        seen.update(user_id=user_id, k=k, filters=controls.filters, controls=controls)
         return {"user_id": user_id, "k": k, "model_version": "v", "strategy": "popular", "items": []}
 
     monkeypatch.setattr(mod.service, "recommendations", fake)
     status, body = call(mod, "GET", "/recommendations", query={"user_id": "42"})
     assert status == 200 and seen["user_id"] == 42 and seen["k"] == 10 and body["strategy"] == "popular"
-    assert not seen["filters"].active
+    assert not seen["filters"].active and seen["controls"].diversity == 0 and seen["controls"].cursor is None
+    status, body = call(mod, "GET", "/recommendations", query={"user_id": "42", "diversity": "0.3", "cursor": "abc"})
+    assert status == 200 and seen["controls"].diversity == 0.3 and seen["controls"].cursor == "abc"
+    for bad in ("1.5", "-0.1", "nan", "０.5", "0,3"):
+        status, body = call(mod, "GET", "/recommendations", query={"user_id": "42", "diversity": bad})
+        assert status == 400 and "'diversity' must be a number from 0 to 1" in body["error"], bad
     status, body = call(mod, "GET", "/recommendations",
                         query={"user_id": "42", "exclude_genres": "comedy,Sci-Fi", "year_min": "1990", "exclude": "1,2"})
     f = seen["filters"]

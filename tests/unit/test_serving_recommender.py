@@ -66,3 +66,26 @@ def test_similar_uses_cosine_and_leaves_the_movie_out(rec):
 
 def ids_of(items):
     return [m for m, _ in items]
+
+
+def test_explain_terms_add_up_to_the_score_of_the_history_solved_vector(rec):
+    r = rec.recommend(10**6, 5, liked=[int(m) for m in rec.artifact.item_ids[:4]])
+    assert r.strategy == "fold_in" and r.basis is not None
+    vec = rec.fold_in_vector(r.basis.rows, r.basis.weights)
+    explained = rec.explain(r.basis, [m for m, _ in r.items])
+    for (movie, served), e in zip(r.items, explained):
+        assert e.movie_id == movie
+        assert abs(sum(t for _, t in e.terms) - e.score) < 1e-9
+        assert abs(e.score - served) < 1e-4 * max(1.0, abs(served))  # fold-in serves this very vector
+        assert {m for m, _ in e.terms} == {int(m) for m in rec.artifact.item_ids[:4]}
+        assert [t for _, t in e.terms] == sorted((t for _, t in e.terms), reverse=True)
+    assert abs(explained[0].score - float(rec.scores(vec)[rec._item_row[r.items[0][0]]])) < 1e-4
+
+
+def test_diversify_keeps_k_distinct_items_and_zero_is_the_ranking(rec):
+    items = rec.similar(int(rec.artifact.item_ids[0]), 12)
+    assert rec.diversify(items, 5, 0.0) == items[:5]
+    spread = rec.diversify(items, 5, 1.0)
+    assert len({m for m, _ in spread}) == 5 and spread[0] == items[0]
+    shown = [m for m, _ in items[:3]]
+    assert not {m for m, _ in rec.diversify(items[3:], 4, 0.5, context=shown)} & set(shown)

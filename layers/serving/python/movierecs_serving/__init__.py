@@ -14,11 +14,13 @@ from movierecs_serving.artifact import (
 )
 from movierecs_serving.holder import ModelHolder, ModelUnavailable
 from movierecs_serving.manifest import Manifest, TrainingData
-from movierecs_serving.recommender import Recommendation, Recommender, Strategy, UnknownItemError
+from movierecs_serving.recommender import Basis, Explanation, Recommendation, Recommender, Strategy, UnknownItemError
 from movierecs_serving.store import ModelNotFoundError, ModelStore
 
 __all__ = [
     "ArtifactError",
+    "Basis",
+    "Explanation",
     "Manifest",
     "ModelArtifact",
     "ModelHolder",

@@ -11,6 +11,12 @@ Fold-in is implicit's ``recalculate_user``: with confidence ``c = alpha * weight
 model's own ``regularization`` and ``alpha`` from the manifest.
 Every answer excludes what the user rated in training, everything passed in ``liked`` and
 ``exclude``, and never repeats an item.
+
+Two controls work on an answer's items afterwards (issue 11):
+  explain    an item's score split into one exact term per history item (Hu, Koren and
+             Volinsky 2008, section 5): with ``A = YtY + reg*I + sum_j (c_j - 1) y_j y_j^T``
+             the user vector is ``A^-1 sum_j c_j y_j``, so ``score_i = sum_j c_j y_i^T A^-1 y_j``
+  diversify  maximal marginal relevance over the unit item factors: trades score for spread
 """
 from __future__ import annotations
 
@@ -37,11 +43,34 @@ class UnknownItemError(LookupError):
 
 
 @dataclass(frozen=True)
+class Basis:
+    """A user's history as the model weighs it: item rows and their training weights.
+
+    The user vector ``explain`` decomposes is the one solved from exactly these rows (for a
+    model user without new likes that is what the last ALS sweep solved, up to the sweep's
+    item update: measured by bench/controls.py)."""
+
+    rows: np.ndarray  # item rows, int
+    weights: np.ndarray  # float, aligned with rows
+
+
+@dataclass(frozen=True)
+class Explanation:
+    """One item's score under the history-solved vector and its terms, largest first."""
+
+    movie_id: int
+    score: float
+    terms: list[tuple[int, float]]  # (history movie id, term); the terms add up to ``score``
+
+
+@dataclass(frozen=True)
 class Recommendation:
     user_id: int
     strategy: Strategy
     items: list[tuple[int, float]] = field(default_factory=list)
     model_version: str = ""
+    #: What the user vector was solved from; None for the popular strategy.
+    basis: Basis | None = None
 
 
 def _check_k(k: object) -> int:
@@ -114,29 +143,87 @@ class Recommender:
             lo, hi = a.seen_indptr[row], a.seen_indptr[row + 1]
             seen_rows = a.seen_indices[lo:hi]
             vec = a.user_factors[row]
+            basis = Basis(seen_rows, a.seen_data[lo:hi])
             if liked_rows:
                 fresh = np.asarray(liked_rows, dtype=np.int32)
                 fresh = fresh[~np.isin(fresh, seen_rows)]
                 if len(fresh):
-                    rows = np.concatenate([seen_rows, fresh])
-                    weights = np.concatenate([a.seen_data[lo:hi], np.full(len(fresh), self.like_weight, np.float32)])
-                    vec = self.fold_in_vector(rows, weights)
+                    basis = Basis(np.concatenate([seen_rows, fresh]),
+                                  np.concatenate([basis.weights, np.full(len(fresh), self.like_weight, np.float32)]))
+                    vec = self.fold_in_vector(basis.rows, basis.weights)
             banned = np.concatenate([seen_rows, np.asarray(liked_rows + excl_rows, dtype=np.int32)])
-            return Recommendation(int(user_id), Strategy.PERSONAL, self._top_k(vec, k, banned), self.model_version)
+            return Recommendation(int(user_id), Strategy.PERSONAL, self._top_k(vec, k, banned), self.model_version, basis)
         banned = np.asarray(liked_rows + excl_rows, dtype=np.int64)
         if liked_rows:
             rows = np.asarray(liked_rows, dtype=np.int32)
-            vec = self.fold_in_vector(rows, np.full(len(rows), self.like_weight, np.float32))
-            return Recommendation(int(user_id), Strategy.FOLD_IN, self._top_k(vec, k, banned), self.model_version)
+            basis = Basis(rows, np.full(len(rows), self.like_weight, np.float32))
+            vec = self.fold_in_vector(basis.rows, basis.weights)
+            return Recommendation(int(user_id), Strategy.FOLD_IN, self._top_k(vec, k, banned), self.model_version, basis)
         return Recommendation(int(user_id), Strategy.POPULAR, self.popular(k, set(banned.tolist())), self.model_version)
 
-    def fold_in_vector(self, item_rows: np.ndarray, weights: np.ndarray) -> np.ndarray:
-        """Solve one user's iALS factors from (item row, weight) pairs, as implicit's recalculate_user."""
+    def _system(self, item_rows: np.ndarray, weights: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(A, Yi, c)`` of one user's least-squares step: the user vector is ``A^-1 (c @ Yi)``."""
         Yi = self._Y64[np.asarray(item_rows, dtype=np.int64)]
         c = self.alpha * np.asarray(weights, dtype=np.float64)
         A = self._YtY + self.regularization * self._eye + (Yi.T * (c - 1.0)) @ Yi
-        b = c @ Yi
-        return np.linalg.solve(A, b).astype(np.float32)
+        return A, Yi, c
+
+    def fold_in_vector(self, item_rows: np.ndarray, weights: np.ndarray) -> np.ndarray:
+        """Solve one user's iALS factors from (item row, weight) pairs, as implicit's recalculate_user."""
+        A, Yi, c = self._system(item_rows, weights)
+        return np.linalg.solve(A, c @ Yi).astype(np.float32)
+
+    def explain(self, basis: Basis, movie_ids: list[int]) -> list[Explanation]:
+        """Each movie's score split into one term per history item: ``c_j y_i^T A^-1 y_j``.
+
+        One solve for all movies (``A^-1 Y_items^T``), then one product with the history; the
+        terms of a movie add up to its score under the vector solved from ``basis``."""
+        rows = [self._item_row.get(int(m)) for m in movie_ids]
+        known = [i for i, r in enumerate(rows) if r is not None]
+        out = [Explanation(int(m), 0.0, []) for m in movie_ids]
+        if not known or not len(basis.rows):
+            return out
+        A, Yh, c = self._system(basis.rows, basis.weights)
+        W = np.linalg.solve(A, self._Y64[[rows[i] for i in known]].T)  # (f, n)
+        terms = (Yh @ W) * c[:, None]  # (history, n)
+        hist_ids = self._item_ids[np.asarray(basis.rows, dtype=np.int64)]
+        for col, i in enumerate(known):
+            t = terms[:, col]
+            order = np.argsort(-t, kind="stable")
+            out[i] = Explanation(int(movie_ids[i]), float(t.sum()),
+                                 [(int(hist_ids[j]), float(t[j])) for j in order.tolist()])
+        return out
+
+    def diversify(self, items: list[tuple[int, float]], k: int, diversity: float,
+                  context: Iterable[int] = ()) -> list[tuple[int, float]]:
+        """``k`` of ``items`` (ranked (movie id, score) pairs) by maximal marginal relevance.
+
+        Each pick maximises ``(1 - d) * relevance - d * max cosine to what is already picked``,
+        relevance being the score scaled to [0, 1] over ``items``; ``context`` (movies an earlier
+        page showed) counts as picked, so a next page keeps spreading. ``d = 0`` is the ranking."""
+        k = _check_k(k)
+        if diversity <= 0 or len(items) <= 1:
+            return items[:k]
+        rows = [self._item_row.get(int(m)) for m, _ in items]
+        if any(r is None for r in rows):
+            raise UnknownItemError("diversify needs items of the model")
+        V = self._Yn[np.asarray(rows, dtype=np.int64)].astype(np.float64)
+        s = np.asarray([sc for _, sc in items], dtype=np.float64)
+        span = s.max() - s.min()
+        rel = (s - s.min()) / span if span > 0 else np.ones_like(s)
+        ctx = self._rows(context)
+        # the highest similarity of each candidate to anything picked so far (or shown before)
+        near = (V @ self._Yn[ctx].astype(np.float64).T).max(axis=1) if ctx else np.full(len(items), -np.inf)
+        free = np.ones(len(items), dtype=bool)
+        picked: list[int] = []
+        while len(picked) < min(k, len(items)):
+            gain = (1 - diversity) * rel - diversity * np.where(np.isfinite(near), near, -1.0)
+            gain[~free] = -np.inf
+            i = int(np.argmax(gain))  # ties go to the better-ranked item
+            picked.append(i)
+            free[i] = False
+            near = np.maximum(near, V @ V[i])
+        return [items[i] for i in picked]
 
     def popular(self, k: int, banned: set[int] | None = None) -> list[tuple[int, float]]:
         """The popularity list minus ``banned`` item rows."""
@@ -152,14 +239,14 @@ class Recommender:
                 break
         return out
 
-    def similar(self, movie_id: int, k: int = 10) -> list[tuple[int, float]]:
-        """Movies whose item factors are closest by cosine, the movie itself left out."""
+    def similar(self, movie_id: int, k: int = 10, exclude: Iterable[int] = ()) -> list[tuple[int, float]]:
+        """Movies whose item factors are closest by cosine, the movie itself and ``exclude`` left out."""
         k = _check_k(k)
         row = self._item_row.get(int(movie_id))
         if row is None:
             raise UnknownItemError(f"movie {movie_id} is not in model {self.model_version}")
         scores = self._Yn @ self._Yn[row]
-        return self._top_k(scores, k, {row}, precomputed=True)
+        return self._top_k(scores, k, {row, *self._rows(exclude)}, precomputed=True)
 
     def scores(self, vec: np.ndarray) -> np.ndarray:
         return self._Y @ vec

@@ -13,14 +13,16 @@ from .stores import Unavailable
 class ApiError(Exception):
     """An HTTP error with a human message saying what went wrong and what to do."""
 
-    def __init__(self, status: int, message: str):
+    def __init__(self, status: int, message: str, code: str | None = None):
         super().__init__(message)
         self.status = status
         self.message = message
+        self.code = code
 
     def body(self) -> dict[str, str]:
-        """The contract's error body."""
-        return {"error": self.message}
+        """The contract's error body; ``code`` (a documented extension) lets a client tell
+        apart the errors it can act on, such as a stale paging cursor."""
+        return {"error": self.message} if self.code is None else {"error": self.message, "code": self.code}
 
 
 def bad_request(message: str) -> ApiError:

@@ -12,15 +12,20 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from . import paging
 from .catalog import Catalog
+from .controls import Controls
 from .errors import from_unavailable, not_found, unavailable
 from .events import format_ts
 from .filters import Filters
 from .stores import Unavailable
 from .stores.postgres import Postgres, user_history, user_likes
+from .user_state import History
 
 # Extra candidates asked from the model, in case a movie is missing from the catalogue.
 _MARGIN = 5
+# How many reasons an item carries at most.
+_REASONS = 3
 
 
 class Models(Protocol):
@@ -97,21 +102,70 @@ def _candidates(k: int, filters: Filters, widest: int) -> list[int]:
     return sorted({min(widest, max(20 * k, 200)), widest})
 
 
-def recommendations(reads: Reads, user_id: int, k: int, filters: Filters = Filters()) -> dict[str, Any]:
-    """Top-k for a user with their likes folded in; never a rated/liked movie, never a repeat;
-    only movies passing ``filters`` (``exhausted`` when fewer than k do)."""
-    rec = reads.model()
-    history = reads.state_query(lambda db: user_history(db, user_id, ratings=not rec.knows_all_ratings))
-    seen = history.seen
-    for n in _candidates(k, filters, len(rec.artifact.item_ids)):
-        r = rec.recommend(user_id, n, liked=history.liked, exclude=history.rated | filters.exclude)
-        items = _listed(reads, r.items, k, filters, seen)
-        if len(items) == k:
-            break
-    out = {"user_id": user_id, "k": k, "model_version": r.model_version, "strategy": r.strategy, "items": items}
-    if filters.active:
+def _pool(k: int, diversity: float) -> int:
+    """How many matching movies the re-ranking chooses ``k`` from: more spread needs a wider
+    pool, but a pool far down the ranking would cost too much relevance."""
+    return k if diversity <= 0 else min(max(5 * k, 50), 500)
+
+
+def _diversified(rec: Any, items: list[dict[str, Any]], k: int, diversity: float,
+                 shown: tuple[int, ...]) -> list[dict[str, Any]]:
+    """``k`` of the matching ``items``: the best-ranked at diversity 0, else the model's MMR pick."""
+    if diversity <= 0:
+        return items[:k]
+    by_id = {i["movie_id"]: i for i in items}
+    picked = rec.diversify([(i["movie_id"], i["score"]) for i in items], k, diversity, context=shown)
+    return [by_id[m] for m, _ in picked]
+
+
+def _page(out: dict[str, Any], items: list[dict[str, Any]], k: int, controls: Controls,
+          cursor: paging.Cursor) -> dict[str, Any]:
+    """The listing fields every page carries: ``items``, ``next_cursor``, ``exhausted`` when filtered."""
+    out["items"] = items
+    out["next_cursor"] = paging.next_cursor(cursor, [i["movie_id"] for i in items], k)
+    if controls.filters.active:
         out["exhausted"] = len(items) < k
     return out
+
+
+def _with_reasons(reads: Reads, rec: Any, items: list[dict[str, Any]], basis: Any, history: History) -> None:
+    """Give each item its ``reasons``: the history movies whose exact terms add most to its score
+    (``share`` = term / score), or ``popular`` when the list is the popularity one."""
+    if basis is None:
+        for item in items:
+            item["reasons"] = [{"kind": "popular", "share": 1.0}]
+        return
+    explained = rec.explain(basis, [i["movie_id"] for i in items])
+    top = [[(m, t) for m, t in e.terms[:_REASONS] if t > 0] if e.score > 0 else [] for e in explained]
+    titles = reads.catalog.get_many({m for terms in top for m, _ in terms})
+    liked = set(history.liked)
+    for item, e, terms in zip(items, explained, top):
+        item["reasons"] = [
+            {"kind": "liked" if m in liked else "rated", "movie_id": m,
+             "title": titles[m].title if m in titles else None, "share": round(t / e.score, 3)}
+            for m, t in terms
+        ]
+
+
+def recommendations(reads: Reads, user_id: int, k: int, controls: Controls = Controls()) -> dict[str, Any]:
+    """A page of top-k for a user with their likes folded in; never a rated/liked movie, never a
+    repeat (across pages too); only movies passing the filters; each with its reasons."""
+    rec = reads.model()
+    history = reads.state_query(lambda db: user_history(db, user_id, ratings=not rec.knows_all_ratings))
+    f = controls.filters
+    cursor = paging.resume(controls.cursor, paging.listing("recommendations", user_id, f, controls.diversity),
+                           rec.model_version)
+    shown = set(cursor.served)
+    want = _pool(k, controls.diversity)
+    for n in _candidates(want, f, len(rec.artifact.item_ids)):
+        r = rec.recommend(user_id, n, liked=history.liked, exclude=history.rated | f.exclude | shown)
+        items = _listed(reads, r.items, want, f, history.seen | shown)
+        if len(items) == want:
+            break
+    items = _diversified(rec, items, k, controls.diversity, cursor.served)
+    _with_reasons(reads, rec, items, r.basis, history)
+    out = {"user_id": user_id, "k": k, "model_version": r.model_version, "strategy": r.strategy}
+    return _page(out, items, k, controls, cursor)
 
 
 def movie(reads: Reads, movie_id: int) -> dict[str, Any]:
@@ -122,22 +176,28 @@ def movie(reads: Reads, movie_id: int) -> dict[str, Any]:
     return m.to_json()
 
 
-def similar(reads: Reads, movie_id: int, k: int, filters: Filters = Filters()) -> dict[str, Any]:
-    """Movies closest to ``movie_id`` in the model's item space (empty if the model never saw it),
-    only those passing ``filters`` (``exhausted`` when fewer than k do)."""
-    if reads.catalog.get(movie_id) is None:
+def similar(reads: Reads, movie_id: int, k: int, controls: Controls = Controls()) -> dict[str, Any]:
+    """A page of the movies closest to ``movie_id`` in the model's item space (empty if the model
+    never saw it), only those passing the filters, never a repeat across pages."""
+    seed = reads.catalog.get(movie_id)
+    if seed is None:
         raise not_found(f"movie {movie_id} does not exist")
     rec = reads.model()
+    f = controls.filters
+    cursor = paging.resume(controls.cursor, paging.listing("similar", movie_id, f, controls.diversity),
+                           rec.model_version)
+    shown = set(cursor.served)
+    want = _pool(k, controls.diversity)
     items: list[dict[str, Any]] = []
     if rec.has_item(movie_id):
-        for n in _candidates(k, filters, len(rec.artifact.item_ids)):
-            items = _listed(reads, rec.similar(movie_id, n), k, filters, {movie_id})
-            if len(items) == k:
+        for n in _candidates(want, f, len(rec.artifact.item_ids)):
+            items = _listed(reads, rec.similar(movie_id, n, exclude=f.exclude | shown), want, f, {movie_id} | shown)
+            if len(items) == want:
                 break
-    out: dict[str, Any] = {"movie_id": movie_id, "model_version": rec.model_version, "items": items}
-    if filters.active:
-        out["exhausted"] = len(items) < k
-    return out
+    items = _diversified(rec, items, k, controls.diversity, cursor.served)
+    for item in items:
+        item["reasons"] = [{"kind": "similar", "movie_id": movie_id, "title": seed.title, "share": 1.0}]
+    return _page({"movie_id": movie_id, "model_version": rec.model_version}, items, k, controls, cursor)
 
 
 def likes(reads: Reads, user_id: int, limit: int) -> dict[str, Any]:

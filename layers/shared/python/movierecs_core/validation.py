@@ -44,3 +44,16 @@ def parse_bounded(name: str, raw: str | None, low: int, high: int, default: int)
         raise bad_request(f"'{name}' must be between {low} and {high}, got {value}")
     return value
 
+
+
+_FRACTION_RE = re.compile(r"^(?:[0-9]{1,3}(?:\.[0-9]{0,6})?|\.[0-9]{1,6})$")
+
+
+def parse_fraction(name: str, raw: str | None, default: float = 0.0) -> float:
+    """An optional decimal query parameter between 0 and 1 (ASCII digits, for example 0.3)."""
+    if raw is None:
+        return default
+    text = raw.strip()
+    if not _FRACTION_RE.match(text) or not 0.0 <= float(text) <= 1.0:
+        raise bad_request(f"'{name}' must be a number from 0 to 1 (for example 0.3), got '{raw[:40]}'")
+    return float(text)

@@ -66,7 +66,7 @@ class ApiApp(Chalice):
                     if err.status >= 500:
                         cause = exc.__cause__ if isinstance(exc, ApiError) else exc
                         self.logger.error("dependency failure: %s", err.message, exc_info=cause or False)
-                    return error_response(err.status, err.message)
+                    return json_response(err.body(), err.status)
                 except Exception:
                     rid = self._request_id()
                     self.logger.exception("unhandled error in %s %s", path, kwargs.get("methods", ["GET"]))
