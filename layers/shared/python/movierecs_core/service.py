@@ -135,8 +135,8 @@ def _with_reasons(reads: Reads, rec: Any, items: list[dict[str, Any]], basis: An
         for item in items:
             item["reasons"] = [{"kind": "popular", "share": 1.0}]
         return
-    explained = rec.explain(basis, [i["movie_id"] for i in items])
-    top = [[(m, t) for m, t in e.terms[:_REASONS] if t > 0] if e.score > 0 else [] for e in explained]
+    explained = rec.explain(basis, [i["movie_id"] for i in items], top=_REASONS)
+    top = [[(m, t) for m, t in e.terms if t > 0] if e.score > 0 else [] for e in explained]
     titles = reads.catalog.get_many({m for terms in top for m, _ in terms})
     liked = set(history.liked)
     for item, e, terms in zip(items, explained, top):
