@@ -88,7 +88,7 @@ def test_split_sql_and_shipped_schemas():
     ch = split_sql((ROOT / "infra/sql/clickhouse.sql").read_text())
     assert ch[0].startswith("CREATE DATABASE IF NOT EXISTS movierecs")
     names = {s.split("movierecs.")[1].split()[0] for s in ch[1:]}
-    assert names == {"ratings", "likes", "dead_letters", "requests"}
+    assert names == {"ratings", "likes", "dead_letters", "requests", "impressions"}
     assert all("IF NOT EXISTS" in s for s in ch)
     pg = split_sql((ROOT / "infra/sql/postgres.sql").read_text())
     assert all("IF NOT EXISTS" in s for s in pg)

@@ -34,6 +34,12 @@ class Settings:
     kafka_topic: str = "interactions"
     # the consumer function's event source mapping reads the topic as this group (template.yaml)
     kafka_consumer_group: str = "movierecs-consumer"
+    # every list served goes to this topic (issue 13); its own topic, so impressions never
+    # queue in front of likes and their 5 s freshness
+    impressions_topic: str = "impressions"
+    impressions_enabled: bool = True
+    # a like counts for an impression that showed the movie at most this long before it
+    like_window_seconds: int = 1800
     model_bucket: str = ""
     model_prefix: str = "models/"
     model_cache_dir: str = "/tmp/movierecs-models"
@@ -67,6 +73,9 @@ class Settings:
             kafka_bootstrap=e.get("KAFKA_BOOTSTRAP", d.kafka_bootstrap),
             kafka_topic=e.get("KAFKA_TOPIC", d.kafka_topic),
             kafka_consumer_group=e.get("KAFKA_CONSUMER_GROUP", d.kafka_consumer_group),
+            impressions_topic=e.get("KAFKA_IMPRESSIONS_TOPIC", d.impressions_topic),
+            impressions_enabled=e.get("MOVIERECS_IMPRESSIONS", "1") not in ("0", "false", "no", "off"),
+            like_window_seconds=int(e.get("LIKE_WINDOW_SECONDS", d.like_window_seconds)),
             model_bucket=e.get("MODEL_BUCKET", d.model_bucket),
             model_prefix=e.get("MODEL_PREFIX", d.model_prefix),
             model_cache_dir=e.get("MODEL_CACHE_DIR", d.model_cache_dir),

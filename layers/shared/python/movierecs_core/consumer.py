@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import base64
 import binascii
-from collections.abc import Iterable
+from collections.abc import Callable, Hashable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
@@ -46,12 +46,17 @@ class DeadLetter:
 
 @dataclass
 class Decoded:
-    """A batch split into valid likes (first occurrence of each event id) and dead letters."""
+    """A batch split into valid events (the first occurrence of each id) and dead letters."""
 
-    likes: list[LikeEvent] = field(default_factory=list)
+    events: list[Any] = field(default_factory=list)
     dead: list[DeadLetter] = field(default_factory=list)
     duplicates_in_batch: int = 0
     total: int = 0
+
+    @property
+    def likes(self) -> list[LikeEvent]:
+        """The events of a batch of the interactions topic."""
+        return self.events
 
 
 @dataclass
@@ -79,10 +84,13 @@ def _b64_text(raw: Any) -> str:
         return str(raw)[:_MAX_DEAD_VALUE]
 
 
-def decode_event(event: dict[str, Any]) -> Decoded:
-    """Decode every record of a Lambda Kafka event (self-managed or MSK) with Powertools."""
+def decode_records(event: dict[str, Any], parse: Callable[[Any], Any], ident: Callable[[Any], Hashable],
+                   kind: str) -> Decoded:
+    """Decode every record of a Lambda Kafka event (self-managed or MSK) with Powertools:
+    ``parse`` validates a value (``InvalidEvent`` makes it a dead letter), ``ident`` names the
+    duplicates within the batch. Shared by the interactions and the impressions topics."""
     out = Decoded()
-    seen: set[tuple[int, str]] = set()
+    seen: set[Hashable] = set()
     records = ConsumerRecords(event, schema_config=SchemaConfig(value_schema_type="JSON"))
     for record in records.records:
         out.total += 1
@@ -104,17 +112,21 @@ def decode_event(event: dict[str, Any]) -> Decoded:
             dead(f"undecodable value: {type(exc).__name__}: {str(exc)[:200]}")
             continue
         try:
-            like = like_from_message(value)
+            parsed = parse(value)
         except InvalidEvent as exc:
-            dead(f"invalid like: {exc}")
+            dead(f"invalid {kind}: {exc}")
             continue
-        ident = (like.user_id, like.event_id)
-        if ident in seen:
+        if ident(parsed) in seen:
             out.duplicates_in_batch += 1
             continue
-        seen.add(ident)
-        out.likes.append(like)
+        seen.add(ident(parsed))
+        out.events.append(parsed)
     return out
+
+
+def decode_event(event: dict[str, Any]) -> Decoded:
+    """A Lambda Kafka event of the interactions topic: likes and dead letters."""
+    return decode_records(event, like_from_message, lambda like: (like.user_id, like.event_id), "like")
 
 
 def existing_ids(ch: Any, likes: Iterable[LikeEvent]) -> set[tuple[int, str]]:

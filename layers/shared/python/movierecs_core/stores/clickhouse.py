@@ -265,3 +265,56 @@ def insert_ratings(ch: Any, database: str, frame: Any) -> None:
 def count_ratings(ch: Any, database: str = DATABASE) -> int:
     """Distinct (user, movie) ratings stored."""
     return int(ch.command(f"SELECT count() FROM (SELECT DISTINCT user_id, movie_id FROM {ident(database)}.ratings)"))
+
+
+# -- impressions: every list served, and the like-rate of each model version --------------
+IMPRESSION_COLUMNS = ["ts", "request_id", "user_id", "listing", "source_movie", "model_version", "arm",
+                      "experiment_id", "strategy", "movie_ids", "ingested_at"]
+_EXISTING_IMPRESSIONS_SQL = "SELECT request_id FROM impressions WHERE request_id IN {ids:Array(String)}"
+
+
+def existing_impressions(ch: Any, request_ids: Iterable[str]) -> set[str]:
+    """The request ids among ``request_ids`` whose impression is already stored."""
+    ids = sorted(set(request_ids))
+    if not ids:
+        return set()
+    return {str(r) for r, in ch.query(_EXISTING_IMPRESSIONS_SQL, parameters={"ids": ids}).result_rows}
+
+
+def insert_impressions(ch: Any, rows: Sequence[Sequence[Any]]) -> None:
+    """One batched insert of ``IMPRESSION_COLUMNS`` rows."""
+    ch.insert("impressions", [list(r) for r in rows], column_names=IMPRESSION_COLUMNS)
+
+
+# A like credits the newest impression of that user that showed the movie at most
+# ``window`` seconds before it; an impression converts when at least one like credits it.
+_LIKE_RATE_SQL = """
+WITH shown AS (
+    SELECT request_id, user_id, ts, arrayJoin(movie_ids) AS movie_id
+    FROM impressions FINAL
+    WHERE ts >= {since:DateTime64(3, 'UTC')} AND user_id > 0 {experiment_filter}
+),
+credited AS (
+    SELECT l.event_id, argMax(s.request_id, s.ts) AS request_id
+    FROM (SELECT DISTINCT event_id, user_id, movie_id, ts FROM likes WHERE ts >= {since:DateTime64(3, 'UTC')}) AS l
+    INNER JOIN shown AS s ON l.user_id = s.user_id AND l.movie_id = s.movie_id
+    WHERE s.ts <= l.ts AND l.ts < s.ts + toIntervalSecond({window:UInt32})
+    GROUP BY l.event_id
+)
+SELECT i.model_version, i.arm, i.strategy, toStartOfHour(i.ts) AS hour,
+       count() AS impressions, countIf(c.likes > 0) AS converted, sum(c.likes) AS likes
+FROM (SELECT * FROM impressions FINAL WHERE ts >= {since:DateTime64(3, 'UTC')} AND user_id > 0 {experiment_filter}) AS i
+LEFT JOIN (SELECT request_id, count() AS likes FROM credited GROUP BY request_id) AS c ON i.request_id = c.request_id
+GROUP BY i.model_version, i.arm, i.strategy, hour
+ORDER BY hour, i.model_version, i.arm, i.strategy
+"""
+
+
+def like_rates(ch: Any, since: datetime, window_seconds: int, experiment_id: str | None = None) -> list[Sequence[Any]]:
+    """(version, arm, strategy, hour, impressions, converted, likes) of the user lists served
+    since ``since`` (only those of one experiment when ``experiment_id`` is given)."""
+    params: dict[str, Any] = {"since": since, "window": int(window_seconds)}
+    flt = ""
+    if experiment_id is not None:
+        flt, params["experiment"] = "AND experiment_id = {experiment:String}", experiment_id
+    return ch.query(_LIKE_RATE_SQL.replace("{experiment_filter}", flt), parameters=params).result_rows
