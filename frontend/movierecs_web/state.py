@@ -13,7 +13,7 @@ import random
 
 import reflex as rx
 
-from . import api, posters
+from . import api, controls, posters
 
 EXAMPLE_USERS = [1, 42, 1000]
 NEW_USER_MIN = 100_001
@@ -39,6 +39,25 @@ class Movie:
     poster: str = ""
     liked: bool = False
     pending: bool = False
+    # Why it is recommended, in words ("Because you liked ..."), the shares for the tooltip,
+    # and the history movies named (comma-separated ids, for tests).
+    reasons: str = ""
+    reasons_detail: str = ""
+    reason_ids: str = ""
+
+
+@dataclasses.dataclass
+class GenreChip:
+    """One genre chip: `mode` cycles any -> include -> exclude (controls.NEXT_MODE)."""
+
+    genre: str = ""
+    mode: str = "any"
+    label: str = ""
+
+
+def chips_for(modes: dict[str, str]) -> list[GenreChip]:
+    return [GenreChip(genre=g, mode=modes.get(g, "any"), label=controls.chip_label(g, modes.get(g, "any")))
+            for g in controls.GENRES]
 
 
 @dataclasses.dataclass
@@ -52,11 +71,14 @@ def to_movie(item: dict, liked: set[int]) -> Movie:
     title = str(item.get("title") or f"Movie {item.get('movie_id')}")
     genres = [str(g) for g in item.get("genres") or []]
     year = item.get("year")
+    reasons = item.get("reasons") or []
     return Movie(
         movie_id=int(item["movie_id"]), title=posters.display_title(title), full_title=title,
         year=str(year) if year else "",
         genres=" · ".join(genres), initials=posters.initials(title),
         poster=posters.background(title, genres), liked=int(item["movie_id"]) in liked,
+        reasons=controls.reasons_text(reasons), reasons_detail=controls.reasons_detail(reasons),
+        reason_ids=",".join(str(i) for i in controls.reason_ids(reasons)),
     )
 
 
@@ -117,10 +139,40 @@ class RecState(rx.State):
     fetches: int = 0
     # Set by on_load, i.e. once the page is hydrated and connected to the backend.
     ready: bool = False
+    # List controls (controls.py turns them into API parameters).
+    chips: list[GenreChip] = chips_for({})
+    year_min_text: str = ""
+    year_max_text: str = ""
+    diversity_text: str = "0"
+    # Paging: the API's next_cursor ("" when the listing ended) and whether fewer matched.
+    next_cursor: str = ""
+    exhausted: bool = False
+    loading_more: bool = False
+    notice: str = ""
+    # What the shown list was asked with: Load more must continue exactly that listing,
+    # whatever the fields say now (backend-only: not sent to the browser).
+    _filters: controls.Filters = controls.NO_FILTERS
+    _k: int = 0
 
     @rx.var
     def strategy_text(self) -> str:
         return STRATEGY_TEXT.get(self.strategy, "")
+
+    @rx.var
+    def exhausted_text(self) -> str:
+        return controls.exhausted_text(len(self.items)) if self.exhausted else ""
+
+    @rx.var
+    def diversity_label(self) -> str:
+        try:
+            return f"{controls.parse_diversity(self.diversity_text):.1f}"
+        except ValueError:
+            return self.diversity_text
+
+    @rx.var
+    def filters_active(self) -> bool:
+        return (any(c.mode != "any" for c in self.chips) or bool(self.year_min_text.strip())
+                or bool(self.year_max_text.strip()) or self.diversity_label != "0.0")
 
     @rx.var
     def strategy_color(self) -> str:
@@ -155,25 +207,136 @@ class RecState(rx.State):
         async for update in self._fetch():
             yield update
 
-    async def _fetch(self):
+    # ---- list controls: each change reloads the first page (once a list is shown)
+    @rx.event
+    async def cycle_genre(self, genre: str):
+        modes = {c.genre: c.mode for c in self.chips}
+        modes[genre] = controls.next_mode(modes.get(genre, "any"))
+        self.chips = chips_for(modes)
+        async for update in self._reload():
+            yield update
+
+    @rx.event
+    def set_year_min_text(self, value: str):
+        self.year_min_text = value
+
+    @rx.event
+    def set_year_max_text(self, value: str):
+        self.year_max_text = value
+
+    @rx.event
+    async def apply_year_min(self, value: str):
+        """On blur of the From field (its value comes with the event)."""
+        self.year_min_text = str(value)
+        async for update in self._apply_years():
+            yield update
+
+    @rx.event
+    async def apply_year_max(self, value: str):
+        self.year_max_text = str(value)
+        async for update in self._apply_years():
+            yield update
+
+    @rx.event
+    async def apply_years_form(self, form_data: dict):
+        """Enter in a year field: the form's values, which may be newer than the on_change ones."""
+        self.year_min_text = str(form_data.get("year_min", self.year_min_text))
+        self.year_max_text = str(form_data.get("year_max", self.year_max_text))
+        async for update in self._apply_years():
+            yield update
+
+    async def _apply_years(self):
+        """Reload only if the range really changed (a blur after Enter must not reload twice)."""
         try:
-            user_id = parse_user_id(self.user_id_text)
-            k = parse_k(self.k_text)
+            wanted = controls.build_filters({}, self.year_min_text, self.year_max_text, "0")
         except ValueError as exc:
             self.error = str(exc)
             self.fetches += 1
             return
-        self.loading, self.error = True, ""
+        if (wanted.year_min, wanted.year_max) == (self._filters.year_min, self._filters.year_max):
+            return
+        async for update in self._reload():
+            yield update
+
+    @rx.event
+    async def set_diversity(self, value: float):
+        self.diversity_text = str(value)
+        async for update in self._reload():
+            yield update
+
+    @rx.event
+    async def clear_filters(self):
+        self.chips = chips_for({})
+        self.year_min_text = self.year_max_text = ""
+        self.diversity_text = "0"
+        async for update in self._reload():
+            yield update
+
+    async def _reload(self):
+        if self.user_id:
+            async for update in self._fetch():
+                yield update
+
+    @rx.event
+    async def load_more(self):
+        """Append the next page of the shown listing (its next_cursor)."""
+        if not self.next_cursor or not self.user_id or self.loading or self.loading_more:
+            return
+        user_id, k, filters, cursor = self.user_id, self._k, self._filters, self.next_cursor
+        self.loading_more, self.error, self.notice = True, "", ""
+        yield
+        try:
+            page = await asyncio.to_thread(api.recommendations, user_id, k, filters, cursor)
+        except api.ApiError as exc:
+            self.loading_more = False
+            notice = controls.cursor_notice(exc.code)
+            if notice is None:
+                self.error = f"Could not load more: {exc}"
+                self.fetches += 1
+                return
+            # A new model version (or a listing that changed): start again from page one.
+            async for update in self._fetch(notice=notice):
+                yield update
+            return
+        shown = {m.movie_id for m in self.items}
+        liked = {m.movie_id for m in self.items if m.liked}
+        fresh = [to_movie(it, liked) for it in page.get("items", [])]
+        keep = set(controls.new_ids(shown, [m.movie_id for m in fresh]))
+        self.items = [*self.items, *[m for m in fresh if m.movie_id in keep]]
+        self._set_page_meta(page, filters)
+        self.loading_more = False
+        self.fetches += 1
+
+    def _set_page_meta(self, page: dict, filters: controls.Filters) -> None:
+        self.next_cursor = str(page.get("next_cursor") or "")
+        self.exhausted = bool(page.get("exhausted")) and filters.filtering
+        self.strategy = str(page.get("strategy") or self.strategy)
+        self.model_version = str(page.get("model_version") or self.model_version)
+
+    async def _fetch(self, notice: str = ""):
+        """The first page for the fields as they are now."""
+        try:
+            user_id = parse_user_id(self.user_id_text)
+            k = parse_k(self.k_text)
+            filters = controls.build_filters({c.genre: c.mode for c in self.chips},
+                                             self.year_min_text, self.year_max_text,
+                                             self.diversity_text)
+        except ValueError as exc:
+            self.error = str(exc)
+            self.fetches += 1
+            return
+        self.loading, self.error, self.notice = True, "", notice
         if user_id != self.user_id:
             self.items, self.similar, self.likes, self.similar_to = [], [], [], ""
             self.strategy = self.model_version = ""
         self.user_id = user_id
+        self.next_cursor, self.exhausted = "", False
         yield
         # Cards first, then likes and similar movies: recommendations never contain a liked
         # movie, so the cards do not need the likes, and the likes call cannot compete with the
         # recommendations call for the API's (few, local) function workers.
         try:
-            recs = await asyncio.to_thread(api.recommendations, user_id, k)
+            recs = await asyncio.to_thread(api.recommendations, user_id, k, filters)
         except api.ApiError as exc:
             self.loading, self.error = False, f"Could not get recommendations: {exc}"
             self.items = []
@@ -182,6 +345,8 @@ class RecState(rx.State):
         self.items = [to_movie(it, set()) for it in recs.get("items", [])]
         self.strategy = str(recs.get("strategy") or "")
         self.model_version = str(recs.get("model_version") or "")
+        self._filters, self._k = filters, k
+        self._set_page_meta(recs, filters)
         self.loading = False
         self.fetches += 1
         # Likes and similar movies load in a background task, so the next click is not queued
