@@ -1,11 +1,14 @@
 """admin: model reload/retrain/listing, usage stats and recent errors (admin key required)."""
 from __future__ import annotations
 
-from movierecs_core import admin
+from datetime import datetime, timedelta, timezone
+
+from movierecs_core import admin, experiments, online
 from movierecs_core.config import settings
 from movierecs_core.errors import bad_request
 from movierecs_core.stores.aws import Clients
-from movierecs_core.stores.clickhouse import get_client
+from movierecs_core.stores.clickhouse import get_client, like_rates
+from movierecs_core.stores.postgres import Postgres
 from movierecs_core.validation import parse_bounded
 from movierecs_core.web import ApiApp, json_response
 from movierecs_serving import ModelStore
@@ -14,6 +17,7 @@ cfg = settings()
 app = ApiApp("movierecs-admin", "admin")
 _clients = Clients()  # boto3 clients created on first use (they cost ~0.1 s each to build)
 _stores: list[ModelStore] = []
+db = Postgres(cfg.postgres_dsn)  # experiments
 
 
 def _store() -> ModelStore:
@@ -55,7 +59,36 @@ def stats():
     minutes = parse_bounded("minutes", app.query("minutes"), 1, 1440, 60)
     series = admin.stats(get_client(cfg.clickhouse_url), minutes)
     series["consumer_lag"] = admin.consumer_lag(cfg.kafka_bootstrap, cfg.kafka_consumer_group, cfg.kafka_topic)
+    since = datetime.now(timezone.utc) - timedelta(minutes=minutes)
+    series["online"] = online.by_version(
+        admin.telemetry(lambda: like_rates(get_client(cfg.clickhouse_url), since, cfg.like_window_seconds)),
+        cfg.like_window_seconds)
     return json_response(series)
+
+
+@app.route("/admin/experiments", methods=["POST"])
+def start_experiment():
+    _authorize()
+    return json_response(experiments.start(db, _store(), app.json_body(max_bytes=4096)), status=201)
+
+
+@app.route("/admin/experiments", methods=["GET"])
+def list_experiments():
+    _authorize()
+    return json_response(experiments.listing(db, get_client(cfg.clickhouse_url), cfg.like_window_seconds))
+
+
+@app.route("/admin/experiments/{experiment_id}", methods=["GET"])
+def get_experiment(experiment_id):
+    _authorize()
+    return json_response(experiments.get(db, get_client(cfg.clickhouse_url), experiment_id, cfg.like_window_seconds))
+
+
+@app.route("/admin/experiments/{experiment_id}/stop", methods=["POST"])
+def stop_experiment(experiment_id):
+    _authorize()
+    decision = experiments.stop_request(app.json_body(max_bytes=4096))
+    return json_response(experiments.stop(db, _store(), experiment_id, decision, cfg.model_cache_dir))
 
 
 @app.route("/admin/errors", methods=["GET"])

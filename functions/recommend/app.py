@@ -8,12 +8,12 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from movierecs_core import controls, impressions, service
+from movierecs_core import controls, experiments, impressions, service
 from movierecs_core.catalog import Catalog
 from movierecs_core.config import settings
 from movierecs_core.stores import kafka
 from movierecs_core.stores.aws import s3_client
-from movierecs_core.stores.postgres import Postgres
+from movierecs_core.stores.postgres import Postgres, running_experiment
 from movierecs_core.validation import parse_bounded, parse_id
 from chalice import Response
 
@@ -29,7 +29,8 @@ def _store() -> ModelStore:
 
 models = ModelHolder(_store, cfg.model_cache_dir, check_seconds=cfg.model_check_seconds)
 db = Postgres(cfg.postgres_dsn)
-reads = service.Reads(models=models, catalog=Catalog(db), state=db)
+running = experiments.Running(lambda: running_experiment(db))  # re-read every 2 s
+reads = service.Reads(models=models, catalog=Catalog(db), state=db, experiment=running.get)
 app = ApiApp("movierecs-recommend", "recommend", model_version=lambda: models.version or "")
 tracer = app.tracer
 shown = impressions.publisher(lambda batch: kafka.send_batch(cfg.kafka_bootstrap, cfg.impressions_topic, batch)) \

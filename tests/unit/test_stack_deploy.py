@@ -93,7 +93,7 @@ def test_split_sql_and_shipped_schemas():
     pg = split_sql((ROOT / "infra/sql/postgres.sql").read_text())
     assert all("IF NOT EXISTS" in s for s in pg)
     tables = {s.split("EXISTS")[1].split()[0] for s in pg if s.startswith("CREATE TABLE")}
-    assert tables == {"movies", "users", "user_events", "user_ratings", "serving_backfill"}
+    assert tables == {"movies", "users", "user_events", "user_ratings", "serving_backfill", "experiments"}
 
 
 def test_tool_output_and_command_are_masked(tmp_path):
