@@ -44,7 +44,8 @@ def reload():
 @app.route("/admin/retrain", methods=["POST"])
 def retrain():
     _authorize()
-    return json_response(admin.retrain(_clients["stepfunctions"], cfg.state_machine_arn), status=202)
+    body = app.json_body(max_bytes=4096, required=False)
+    return json_response(admin.retrain(_clients["stepfunctions"], cfg.state_machine_arn, body), status=202)
 
 
 @app.route("/admin/models", methods=["GET"])

@@ -30,7 +30,8 @@ def aws(endpoints) -> dict[str, Any]:
     kw = dict(endpoint_url=m.group(1), region_name="us-east-1", aws_access_key_id="test", aws_secret_access_key="test")
     outputs = {o["OutputKey"]: o["OutputValue"]
                for o in boto3.client("cloudformation", **kw).describe_stacks(StackName="movierecs")["Stacks"][0]["Outputs"]}
-    return {"s3": boto3.client("s3", **kw), "lambda": boto3.client("lambda", **kw), "bucket": outputs["ModelBucketName"]}
+    return {"s3": boto3.client("s3", **kw), "lambda": boto3.client("lambda", **kw), "sfn": boto3.client("stepfunctions", **kw),
+            "bucket": outputs["ModelBucketName"]}
 
 
 @pytest.fixture(scope="module")
@@ -210,3 +211,27 @@ def test_experiment_routes_refuse_without_the_admin_key(api, versions):
         for headers in ({}, {"x-api-key": "wrong-key-0123456789"}):
             r = requests.request(method, f"{api}{path}", headers=headers, json={}, timeout=30)
             assert r.status_code in (401, 403), (method, path, headers, r.status_code)
+
+
+def test_a_canary_retrain_starts_an_experiment_and_ends_with_one_served_version(api, admin, aws, versions):
+    control = _current(admin)
+    r = admin("POST", "/admin/retrain", {"canary": {"share": 0.5, "min_impressions": 10, "max_hours": 0.001}})
+    assert r.status_code == 202, r.text
+    arn = r.json()["execution_arn"]
+    deadline = time.monotonic() + 600
+    while (d := aws["sfn"].describe_execution(executionArn=arn))["status"] == "RUNNING":
+        assert time.monotonic() < deadline, "the retrain did not finish in 10 min"
+        time.sleep(2)
+    assert d["status"] == "SUCCEEDED", d
+    out = json.loads(d["output"])["run"]
+    assert out["promoted_version"] == control and out["canary_experiment_id"]
+    assert _current(admin) == control  # the pointer stays while the canary runs
+    rep = admin("GET", f"/admin/experiments/{out['canary_experiment_id']}").json()
+    assert rep["status"] == "running" and rep["control"] == control and rep["candidate"] == out["candidate_version"]
+    time.sleep(4)  # past max_hours
+    done = json.loads(aws["lambda"].invoke(FunctionName="movierecs-experiments", Payload=b"{}")["Payload"].read())
+    decision = done["concluded"]["decision"]
+    assert done["concluded"]["experiment_id"] == out["canary_experiment_id"] and decision in ("promote", "keep")
+    assert _current(admin) == (out["candidate_version"] if decision == "promote" else control)
+    assert not [e for e in admin("GET", "/admin/experiments").json()["items"] if e["status"] == "running"]
+    assert admin("POST", "/admin/retrain", {"canary": "yes"}).status_code == 400

@@ -87,13 +87,19 @@ def models(store: ModelStoreAPI) -> dict[str, Any]:
 
 
 # -- retrain -----------------------------------------------------------------------------
-def retrain(sfn: Any, state_machine_arn: str) -> dict[str, str]:
-    """Start the retraining state machine; returns ``{"execution_arn"}``."""
+def retrain(sfn: Any, state_machine_arn: str, body: Any = None) -> dict[str, str]:
+    """Start the retraining state machine; returns ``{"execution_arn"}``. ``body`` may hold
+    ``{"canary": {"share": 0.1, ...}}``: start an experiment instead of promoting at once."""
+    extra: dict[str, Any] = {}
+    if body is not None:
+        if not isinstance(body, dict) or set(body) - {"canary"} or not isinstance(body.get("canary", {}), dict):
+            raise bad_request('the body must be empty or {"canary": {"share": 0.1, "min_impressions": 2000, "max_hours": 72}}')
+        extra = body
     if not state_machine_arn:
         raise unavailable("the retraining workflow is not configured (STATE_MACHINE_ARN is empty)")
     name = "admin-" + datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ") + "-" + uuid.uuid4().hex[:8]
     try:
-        resp = sfn.start_execution(stateMachineArn=state_machine_arn, name=name, input=json.dumps({"trigger": "admin"}))
+        resp = sfn.start_execution(stateMachineArn=state_machine_arn, name=name, input=json.dumps({"trigger": "admin", **extra}))
     except Exception as exc:
         code = getattr(exc, "response", {}).get("Error", {}).get("Code", "") if hasattr(exc, "response") else ""
         if code in ("StateMachineDoesNotExist", "ResourceNotFoundException"):

@@ -51,6 +51,10 @@ class Settings:
     telemetry_enabled: bool = True
     # retraining (functions/training): the promotion rule and the serving check
     promote_tolerance: float = 0.02
+    # canary promotion (issue 13): a share > 0 makes the retrain start an experiment instead
+    canary_share: float = 0.0
+    canary_min_impressions: int = 2000
+    canary_max_hours: float = 72.0
     serving_function: str = ""
     verify_timeout_s: float = 30.0
 
@@ -86,6 +90,9 @@ class Settings:
             function_name=e.get("AWS_LAMBDA_FUNCTION_NAME", d.function_name),
             telemetry_enabled=e.get("MOVIERECS_TELEMETRY", "1") not in ("0", "false", "no"),
             promote_tolerance=_tolerance(e.get("PROMOTE_TOLERANCE", str(d.promote_tolerance))),
+            canary_share=float(e.get("CANARY_SHARE", d.canary_share) or 0),
+            canary_min_impressions=int(e.get("CANARY_MIN_IMPRESSIONS", d.canary_min_impressions)),
+            canary_max_hours=float(e.get("CANARY_MAX_HOURS", d.canary_max_hours)),
             serving_function=e.get("SERVING_FUNCTION", d.serving_function),
             verify_timeout_s=float(e.get("VERIFY_TIMEOUT_S", d.verify_timeout_s)),
         )
