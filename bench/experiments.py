@@ -113,7 +113,8 @@ class Sim:
 
     def experiment(self, control: str, candidate: str, users: dict[int, list[int]], label: str) -> dict[str, Any]:
         r = self.admin.post(f"{self.api}/admin/experiments", data=json.dumps(
-            {"control": control, "candidate": candidate, "share": SHARE, "min_impressions": 10**9, "max_hours": 24}),
+            {"control": control, "candidate": candidate, "share": SHARE, "min_impressions": LISTS * len(users),
+             "max_hours": 24}),
             timeout=30)
         r.raise_for_status()
         eid = r.json()["experiment_id"]
@@ -133,7 +134,7 @@ class Sim:
                                         "impressions": sum(a["impressions"] for a in rep["arms"].values())}
             time.sleep(4)  # the last likes and impressions land
             final = self.admin.get(f"{self.api}/admin/experiments/{eid}", timeout=60).json()
-        finally:
+        finally:  # (the scheduled check may have concluded it already: then this is a 409)
             self.admin.post(f"{self.api}/admin/experiments/{eid}/stop", data=json.dumps({"decision": "keep"}), timeout=60)
         return {"label": label, "experiment_id": eid, "final": final, "first_winner": first_winner,
                 "seconds": round(time.monotonic() - t0, 1)}
@@ -164,7 +165,7 @@ def _aa_false_winners(outcomes: list[tuple[int, int, int]], reps: int, alpha: fl
             a[0] += 1; a[1] += n; a[2] += k; a[3] += r; a[4] += r * r
             if i % LOOK == 0:
                 cs = ex.confidence_sequence(ex.ArmStats(*acc["control"]), ex.ArmStats(*acc["candidate"]), SHARE,
-                                            alpha, max(10, 2000 // 3))
+                                            alpha, len(outcomes))
                 if cs and (cs[1][0] > 0 or cs[1][1] < 0):
                     won = True
                     break
@@ -201,6 +202,7 @@ def run(quick: bool) -> dict:
             versions[name] = store.publish(folder)
             offline[name] = _offline(Recommender(ModelArtifact.load(folder)), seqs)
 
+    promoted = requests.get(f"{api}/admin/models", headers={"x-api-key": e["admin_api_key"]}, timeout=30).json()["current"]
     per = 60 if quick else 250
     pool = list(seqs.items())
     random.Random(5).shuffle(pool)
@@ -213,6 +215,8 @@ def run(quick: bool) -> dict:
         res = sim.experiment(versions[control], versions[candidate], users, label)
         res["control"], res["candidate"] = control, candidate
         runs.append(res)
+    # whatever the scheduled check concluded meanwhile, the stack serves what it served before
+    requests.post(f"{api}/admin/reload", json={"version": promoted}, headers={"x-api-key": e["admin_api_key"]}, timeout=60)
     aa = runs[0]
     aa_rate = _aa_false_winners(_per_user(ch, aa["experiment_id"]), 200 if quick else 1000)
 
@@ -221,7 +225,8 @@ def run(quick: bool) -> dict:
         f = r["final"]
         arms = f["arms"]
         fw = r["first_winner"]
-        rows.append([r["label"], f"{arms['control']['users']} / {arms['candidate']['users']}",
+        rows.append([r["label"] + (f" (concluded by the rules: {f['decision']})" if f["status"] == "concluded" else ""),
+                     f"{arms['control']['users']} / {arms['candidate']['users']}",
                      f"{arms['control']['rate']} / {arms['candidate']['rate']}",
                      f"{offline[r['control']]:.3f} / {offline[r['candidate']]:.3f}",
                      f["difference"], str(f["interval"]),
