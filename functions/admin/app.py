@@ -1,12 +1,13 @@
-"""admin: model reload/retrain/listing, usage stats and recent errors (admin key required)."""
+"""admin: model reload/retrain/listing, usage stats, recent errors and forgetting a user (admin key required)."""
 from __future__ import annotations
 
-from movierecs_core import admin
+from movierecs_core import admin, forget
 from movierecs_core.config import settings
 from movierecs_core.errors import bad_request
 from movierecs_core.stores.aws import Clients
-from movierecs_core.stores.clickhouse import get_client
-from movierecs_core.validation import parse_bounded
+from movierecs_core.stores.clickhouse import get_client, reset_client
+from movierecs_core.stores.postgres import Postgres
+from movierecs_core.validation import parse_bounded, parse_id
 from movierecs_core.web import ApiApp, json_response
 from movierecs_serving import ModelStore
 
@@ -14,6 +15,7 @@ cfg = settings()
 app = ApiApp("movierecs-admin", "admin")
 _clients = Clients()  # boto3 clients created on first use (they cost ~0.1 s each to build)
 _stores: list[ModelStore] = []
+_db = Postgres(cfg.postgres_dsn)  # opened on first use
 
 
 def _store() -> ModelStore:
@@ -63,3 +65,14 @@ def errors():
     _authorize()
     limit = parse_bounded("limit", app.query("limit"), 1, 500, 50)
     return json_response(admin.errors(_clients["logs"], list(cfg.function_log_groups), limit))
+
+
+@app.route("/users/{user_id}", methods=["DELETE"])
+def delete_user(user_id):
+    _authorize()
+    uid = parse_id("user_id", user_id)
+    try:
+        return json_response(forget.forget_user(_db, get_client(cfg.clickhouse_url), uid))
+    except Exception:
+        reset_client(cfg.clickhouse_url)
+        raise

@@ -158,7 +158,8 @@ def recommendations(reads: Reads, user_id: int, k: int, controls: Controls = Con
     shown = set(cursor.served)
     want = _pool(k, controls.diversity)
     for n in _candidates(want, f, len(rec.artifact.item_ids)):
-        r = rec.recommend(user_id, n, liked=history.liked, exclude=history.rated | f.exclude | shown)
+        r = rec.recommend(user_id, n, liked=history.liked, exclude=history.rated | history.hidden | f.exclude | shown,
+                          drop=history.dropped, forget=history.forgotten)
         items = _listed(reads, r.items, want, f, history.seen | shown)
         if len(items) == want:
             break

@@ -1,0 +1,163 @@
+"""Unit tests of feedback types and forgetting a user (issue 12) with fakes: the event's
+validation on both sides, the ingest routes refusing an unknown type without producing, the
+read side's meaning of unlike / not_interested / a forgotten user, and the recommender's
+zero-confidence drop."""
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+import numpy as np
+import pytest
+
+from movierecs_core import service
+from movierecs_core.catalog import Catalog
+from movierecs_core.controls import Controls
+from movierecs_core.errors import ApiError
+from movierecs_core.events import (InvalidEvent, feedback_from_message, feedback_from_request, like_from_request)
+from movierecs_core.filters import Filters
+from movierecs_core.ingest import Ingest, accept_feedback, accept_like
+from movierecs_core.stores.postgres import user_history
+from movierecs_serving import ModelArtifact, Recommender
+from test_core_service import ITEMS, V1, env, ids, make_artifact  # noqa: F401  (env is a fixture)
+
+T0 = datetime(2026, 12, 1, tzinfo=timezone.utc)
+
+
+def at(minutes: int) -> datetime:
+    return T0 + timedelta(minutes=minutes)
+
+
+# -- the event ------------------------------------------------------------------------------
+@pytest.mark.parametrize("kind", ["like", "unlike", "not_interested"])
+def test_feedback_types_round_trip_through_the_message(kind):
+    ev = feedback_from_request({"user_id": 3, "movie_id": 9, "type": kind, "ts": "2026-11-27T10:00:00.250Z"})
+    assert ev.type == kind and ev.to_message()["type"] == kind
+    assert feedback_from_message(ev.to_message()) == ev
+
+
+@pytest.mark.parametrize("body,word", [
+    ({"user_id": 3, "movie_id": 9}, "required"),
+    ({"user_id": 3, "movie_id": 9, "type": "dislike"}, "one of like, unlike, not_interested"),
+    ({"user_id": 3, "movie_id": 9, "type": ["like"]}, "one of"),
+    ({"user_id": 3, "movie_id": 9, "type": "LIKE"}, "one of"),
+])
+def test_feedback_needs_a_known_type(body, word):
+    with pytest.raises(InvalidEvent) as e:
+        feedback_from_request(body)
+    assert word in str(e.value)
+
+
+def test_post_likes_is_the_like_shorthand_and_refuses_any_other_type():
+    assert like_from_request({"user_id": 3, "movie_id": 9}).type == "like"
+    assert like_from_request({"user_id": 3, "movie_id": 9, "type": "like"}).type == "like"
+    with pytest.raises(InvalidEvent, match="one of like"):
+        like_from_request({"user_id": 3, "movie_id": 9, "type": "dislike"})
+    with pytest.raises(InvalidEvent, match="POST /feedback"):
+        like_from_request({"user_id": 3, "movie_id": 9, "type": "unlike"})
+
+
+def test_the_consumer_refuses_an_unknown_type():
+    msg = {"event_id": "e", "user_id": 1, "movie_id": 2, "type": "dislike", "ts": "2026-11-27T10:00:00Z"}
+    with pytest.raises(InvalidEvent):
+        feedback_from_message(msg)
+
+
+class Movies:
+    def run(self, sql, ids):
+        return [(i, f"Movie {i}", 2000, ["Drama"]) for i in ids if i < 100]
+
+
+def test_ingest_answers_400_for_an_unknown_type_and_produces_nothing():
+    sent = []
+    ingest = Ingest(catalog=Catalog(Movies()), send=sent.append)
+    for call, body in [(accept_like, {"user_id": 1, "movie_id": 2, "type": "dislike"}),
+                       (accept_feedback, {"user_id": 1, "movie_id": 2, "type": "dislike"}),
+                       (accept_feedback, {"user_id": 1, "movie_id": 2})]:
+        with pytest.raises(ApiError) as e:
+            call(ingest, body)
+        assert e.value.status == 400
+    assert sent == []
+    with pytest.raises(ApiError) as e:
+        accept_feedback(ingest, {"user_id": 1, "movie_id": 500, "type": "unlike"})
+    assert e.value.status == 404 and sent == []
+    out = accept_feedback(ingest, {"user_id": 1, "movie_id": 2, "type": "not_interested", "event_id": "n-1"})
+    assert out == {"event_id": "n-1"} and [(s.type, s.event_id) for s in sent] == [("not_interested", "n-1")]
+
+
+# -- the read side ----------------------------------------------------------------------------
+def test_the_latest_like_or_unlike_decides_and_not_interested_hides_for_good(env):
+    reads, _, _, st = env
+    st.likes += [("a", 7, 14, at(1)), ("b", 7, 14, at(2), "unlike"),          # liked, then unliked
+                 ("c", 7, 15, at(1), "unlike"), ("d", 7, 15, at(3)),          # unliked, then liked again
+                 ("e", 7, 16, at(4), "not_interested"),
+                 ("f", 7, 17, at(5), "not_interested"), ("g", 7, 17, at(6))]  # later liked: liked, still hidden
+    h = user_history(st, 7)
+    assert h.liked == [17, 15] and h.dropped == {14, 16} and h.hidden == {16, 17}
+    assert [i["movie_id"] for i in service.likes(reads, 7, 50)["items"]] == [17, 15]
+
+
+def test_an_unliked_movie_leaves_the_fold_in(env):
+    reads, _, _, st = env
+    st.likes += [("a", 900, 14, at(1)), ("b", 900, 15, at(2)), ("c", 900, 16, at(3))]
+    before = service.recommendations(reads, 900, 20)
+    st.likes.append(("d", 900, 16, at(4), "unlike"))
+    after = service.recommendations(reads, 900, 20)
+    assert before["strategy"] == after["strategy"] == "fold_in"
+    assert 16 not in ids(before) and 16 in ids(after)  # no longer liked: may be recommended again
+    assert {r["movie_id"] for i in after["items"] for r in i["reasons"]} <= {14, 15}
+    expect = Recommender(reads.models.get().artifact).recommend(900, 20, liked=[15, 14])
+    assert ids(after) == [m for m, _ in expect.items][:len(ids(after))]
+
+
+def test_not_interested_is_never_listed_again_across_pages_and_filters(env):
+    reads, _, _, st = env
+    first = service.recommendations(reads, 1, 5)
+    hidden = ids(first)[:2]
+    for i, m in enumerate(hidden):
+        st.likes.append((f"n{i}", 1, m, at(i), "not_interested"))
+    for controls in [Controls(), Controls(Filters(include_genres=frozenset({"Drama"}))), Controls(diversity=0.5)]:
+        cursor, seen = None, []
+        while True:
+            r = service.recommendations(reads, 1, 4, Controls(controls.filters, controls.diversity, cursor))
+            seen += ids(r)
+            cursor = r["next_cursor"]
+            if cursor is None:
+                break
+        assert seen and not set(seen) & set(hidden)
+        assert len(seen) == len(ITEMS) - 3 - 2  # every movie but the 3 training items and the 2 hidden
+
+
+def test_a_model_users_training_item_taken_back_is_solved_out_of_their_vector(env):
+    reads, _, _, st = env
+    rec = reads.models.get()
+    plain = service.recommendations(reads, 1, 10)
+    st.likes.append(("u", 1, 10, at(1), "unlike"))  # 10 is one of user 1's training items
+    dropped = service.recommendations(reads, 1, 10)
+    assert dropped["strategy"] == "personal" and 10 not in ids(dropped)  # training items stay excluded
+    expect = rec.recommend(1, 10, drop=[10])
+    assert [i["score"] for i in dropped["items"]] == [round(float(s), 6) for _, s in expect.items]
+    assert [i["score"] for i in plain["items"]] != [i["score"] for i in dropped["items"]]
+
+
+def test_a_forgotten_user_is_served_as_new_although_the_model_knows_them(env):
+    reads, _, _, st = env
+    assert service.recommendations(reads, 1, 5)["strategy"] == "personal"
+    st.deleted[1] = at(0)
+    assert service.recommendations(reads, 1, 5)["strategy"] == "popular"
+    st.likes.append(("back", 1, 20, at(1)))  # a like after the deletion: a new user's fold-in
+    r = service.recommendations(reads, 1, 5)
+    assert r["strategy"] == "fold_in" and 20 not in ids(r)
+
+
+# -- the recommender ----------------------------------------------------------------------------
+def test_drop_solves_the_vector_without_the_dropped_items(tmp_path):
+    rec = Recommender(ModelArtifact.load(make_artifact(tmp_path, V1, 3)))
+    full = rec.recommend(1, 5)
+    keep_rows = np.asarray(rec._rows([11, 12]), dtype=np.int32)
+    vec = rec.fold_in_vector(keep_rows, np.ones(2, np.float32))
+    scores = rec.scores(vec)
+    got = rec.recommend(1, 5, drop=[10])
+    assert [round(s, 5) for _, s in got.items] == [round(float(scores[rec._item_row[m]]), 5) for m, _ in got.items]
+    assert got.items != full.items and sorted(got.basis.rows.tolist()) == sorted(keep_rows.tolist())
+    assert rec.recommend(1, 5, drop=[29]).items == full.items  # not in the user's items: nothing to solve
+    assert rec.recommend(1, 5, forget=True).strategy == "popular"
