@@ -50,8 +50,10 @@ def test_feedback_needs_a_known_type(body, word):
 def test_post_likes_is_the_like_shorthand_and_refuses_any_other_type():
     assert like_from_request({"user_id": 3, "movie_id": 9}).type == "like"
     assert like_from_request({"user_id": 3, "movie_id": 9, "type": "like"}).type == "like"
-    with pytest.raises(InvalidEvent, match="one of like"):
+    with pytest.raises(InvalidEvent, match="must be 'like' here"):
         like_from_request({"user_id": 3, "movie_id": 9, "type": "dislike"})
+    with pytest.raises(InvalidEvent, match="must be 'like' here"):
+        like_from_request({"user_id": 3, "movie_id": 9, "type": None})
     with pytest.raises(InvalidEvent, match="POST /feedback"):
         like_from_request({"user_id": 3, "movie_id": 9, "type": "unlike"})
 

@@ -148,12 +148,13 @@ def feedback_from_request(payload: object, now: datetime | None = None,
 def like_from_request(payload: object, now: datetime | None = None) -> FeedbackEvent:
     """Validate a POST /likes body: the like shorthand; a ``type`` other than "like" is a 400
     (POST /feedback takes the other types), never a silent like."""
-    try:
-        return feedback_from_request(payload, now=now, types=(LIKE,), default=LIKE)
-    except InvalidEvent as exc:
-        if isinstance(payload, dict) and payload.get("type") in TYPES:
-            raise InvalidEvent(f"POST /likes records likes only; send type {payload['type']!r} to POST /feedback") from None
-        raise exc from None
+    if isinstance(payload, dict) and "type" in payload and payload["type"] != LIKE:
+        raw = payload["type"]
+        if isinstance(raw, str) and raw in TYPES:
+            raise InvalidEvent(f"POST /likes records likes only; send type '{raw}' to POST /feedback")
+        raise InvalidEvent(f"'type' must be 'like' here (or left out), got {json.dumps(raw)[:40]}; POST /feedback "
+                           f"takes one of {', '.join(TYPES)}")
+    return feedback_from_request(payload, now=now, types=(LIKE,), default=LIKE)
 
 
 def feedback_from_message(value: object) -> FeedbackEvent:
