@@ -57,7 +57,9 @@ def movie(movie_id):
 def similar(movie_id):
     mid = parse_id("movie_id", movie_id)
     k = parse_bounded("k", app.query("k"), 1, 100, 10)
-    return json_response(service.similar(reads, mid, k, controls.from_query(app.query)))
+    raw_user = app.query("user_id")
+    user = parse_id("user_id", raw_user) if raw_user is not None else None
+    return json_response(service.similar(reads, mid, k, controls.from_query(app.query), user_id=user))
 
 
 @app.route("/users/{user_id}/likes", methods=["GET"])

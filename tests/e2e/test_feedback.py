@@ -147,6 +147,25 @@ def test_not_interested_is_never_listed_again_across_pages_and_filters(api, http
     assert not set(liked(http, api, user)) & set(hidden)  # not_interested is no like
 
 
+def test_not_interested_leaves_the_similar_list_of_the_named_user(api, http, popular, wait):
+    user, seed = fresh_user(), popular[0]
+
+    def similar(**params: Any) -> list[int]:
+        r = http.get(f"{api}/movies/{seed}/similar", params={"k": 10, **params}, timeout=30)
+        assert r.status_code == 200, r.text
+        return [i["movie_id"] for i in r.json()["items"]]
+
+    plain = similar()
+    assert similar(user_id=user) == plain
+    for m in plain[:2]:
+        feedback(http, api, user, m, "not_interested")
+    assert wait(lambda: not set(similar(user_id=user)) & set(plain[:2]), timeout=FRESH, interval=0.1)
+    mine = similar(user_id=user)
+    assert len(mine) == 10 and mine[:8] == plain[2:]
+    assert similar() == plain  # without the user: unchanged
+    assert http.get(f"{api}/movies/{seed}/similar", params={"user_id": "0"}, timeout=30).status_code == 400
+
+
 # ---------------------------------------------------------------------------- forget a user
 def test_delete_user_needs_the_admin_key(api, http, pg):
     user = movielens_user()

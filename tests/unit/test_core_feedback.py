@@ -163,3 +163,12 @@ def test_drop_solves_the_vector_without_the_dropped_items(tmp_path):
     assert got.items != full.items and sorted(got.basis.rows.tolist()) == sorted(keep_rows.tolist())
     assert rec.recommend(1, 5, drop=[29]).items == full.items  # not in the user's items: nothing to solve
     assert rec.recommend(1, 5, forget=True).strategy == "popular"
+
+
+def test_similar_leaves_out_what_the_named_user_is_not_interested_in(env):
+    reads, _, _, st = env
+    plain = ids(service.similar(reads, 14, 5))
+    st.likes += [("n1", 7, plain[0], at(1), "not_interested"), ("n2", 7, plain[2], at(2), "not_interested")]
+    mine = ids(service.similar(reads, 14, 5, user_id=7))
+    assert len(mine) == 5 and not {plain[0], plain[2]} & set(mine)
+    assert ids(service.similar(reads, 14, 5, user_id=8)) == plain  # another user: unchanged

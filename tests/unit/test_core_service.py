@@ -89,6 +89,8 @@ class FakeState:
         latest: dict[int, tuple] = {}
         for ev in sorted(events, key=lambda x: (x[3], x[5])):
             latest[ev[2]] = ev
+        if sql == postgres._HIDDEN_SQL:
+            return [[sorted({ev[2] for ev in events if ev[4] == "not_interested"})]]
         if sql == postgres._USER_LIKES_SQL:
             rows = sorted((ev for ev in latest.values() if ev[4] == "like"), key=lambda x: (x[3], x[5]), reverse=True)
             return [(e, m, ts) for e, _, m, ts, _, _ in rows][:n]

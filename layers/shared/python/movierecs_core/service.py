@@ -19,7 +19,7 @@ from .errors import from_unavailable, not_found, unavailable
 from .events import format_ts
 from .filters import Filters
 from .stores import Unavailable
-from .stores.postgres import Postgres, user_history, user_likes
+from .stores.postgres import Postgres, user_hidden, user_history, user_likes
 from .user_state import History
 
 # Extra candidates asked from the model, in case a movie is missing from the catalogue.
@@ -177,13 +177,16 @@ def movie(reads: Reads, movie_id: int) -> dict[str, Any]:
     return m.to_json()
 
 
-def similar(reads: Reads, movie_id: int, k: int, controls: Controls = Controls()) -> dict[str, Any]:
+def similar(reads: Reads, movie_id: int, k: int, controls: Controls = Controls(),
+            user_id: int | None = None) -> dict[str, Any]:
     """A page of the movies closest to ``movie_id`` in the model's item space (empty if the model
-    never saw it), only those passing the filters, never a repeat across pages."""
+    never saw it), only those passing the filters, never a repeat across pages; given a
+    ``user_id``, never a movie that user marked not_interested."""
     seed = reads.catalog.get(movie_id)
     if seed is None:
         raise not_found(f"movie {movie_id} does not exist")
     rec = reads.model()
+    hidden = reads.state_query(lambda db: user_hidden(db, user_id)) if user_id is not None else set()
     f = controls.filters
     cursor = paging.resume(controls.cursor, paging.listing("similar", movie_id, f, controls.diversity),
                            rec.model_version)
@@ -192,7 +195,8 @@ def similar(reads: Reads, movie_id: int, k: int, controls: Controls = Controls()
     items: list[dict[str, Any]] = []
     if rec.has_item(movie_id):
         for n in _candidates(want, f, len(rec.artifact.item_ids)):
-            items = _listed(reads, rec.similar(movie_id, n, exclude=f.exclude | shown), want, f, {movie_id} | shown)
+            items = _listed(reads, rec.similar(movie_id, n, exclude=f.exclude | shown | hidden), want, f,
+                            {movie_id} | shown | hidden)
             if len(items) == want:
                 break
     items = _diversified(rec, items, k, controls.diversity, cursor.served)

@@ -284,6 +284,14 @@ def user_history(db: Postgres, user_id: int, ratings: bool = True) -> History:
     return _history(db.run(_HISTORY_SQL if ratings else _LIKED_SQL, u=user_id)[0], ratings)
 
 
+_HIDDEN_SQL = "SELECT ARRAY(SELECT DISTINCT movie_id FROM user_events WHERE user_id = :u AND kind = 'not_interested')"
+
+
+def user_hidden(db: Postgres, user_id: int) -> set[int]:
+    """The movies ``user_id`` ever marked not_interested (never listed to them again)."""
+    return {int(m) for m in db.run(_HIDDEN_SQL, u=user_id)[0][0]}
+
+
 def user_likes(db: Postgres, user_id: int, limit: int) -> list[tuple[str, int, datetime]]:
     """The user's liked movies, newest first, ``limit`` at most: (event_id, movie_id, ts) of the
     like that is each movie's latest event (an unliked movie is not listed)."""
