@@ -56,6 +56,7 @@ def stats():
     _authorize()
     minutes = parse_bounded("minutes", app.query("minutes"), 1, 1440, 60)
     series = admin.stats(get_client(cfg.clickhouse_url), minutes)
+    series |= admin.feedback_stats(get_client(cfg.clickhouse_url), _db, minutes)
     series["consumer_lag"] = admin.consumer_lag(cfg.kafka_bootstrap, cfg.kafka_consumer_group, cfg.kafka_topic)
     return json_response(series)
 

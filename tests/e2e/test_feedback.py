@@ -236,6 +236,14 @@ def test_delete_user_serves_them_as_new_at_once_and_nothing_brings_them_back(
     assert recs(http, api, user, 10)["strategy"] == "fold_in"
     assert in_serving_state(pg, user, [again]) == 1
 
+    # the ops series count it (issue 12, part 4)
+    stats = http.get(f"{api}/admin/stats", params={"minutes": 5}, headers={"x-api-key": admin_key}, timeout=30)
+    assert stats.status_code == 200, stats.text
+    s = stats.json()
+    assert sum(p["v"] for p in s["deletions"]) >= 1 and len(s["deletions"]) == 5
+    assert sum(p["v"] for p in s["feedback"]["not_interested"]) >= 1
+    assert sum(p["v"] for p in s["feedback"]["like"]) >= 1
+
 
 # ---------------------------------------------------------------------------- next model
 def _aws(api: str) -> dict[str, Any]:

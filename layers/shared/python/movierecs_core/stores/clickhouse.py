@@ -217,6 +217,19 @@ GROUP BY t ORDER BY t
 """
 
 
+_FEEDBACK_MINUTES_SQL = """
+SELECT toStartOfMinute(ts) AS t, type, uniqExact(event_id) AS n
+FROM likes
+WHERE ts >= {since:DateTime64(3, 'UTC')}
+GROUP BY t, type ORDER BY t
+"""
+
+
+def feedback_minutes(ch: Any, since: datetime) -> list[Sequence[Any]]:
+    """(minute, type, distinct events) per minute and feedback type since ``since``."""
+    return ch.query(_FEEDBACK_MINUTES_SQL, parameters={"since": since}).result_rows
+
+
 def insert_requests(ch: Any, rows: Sequence[Sequence[Any]]) -> None:
     """One batched insert of ``REQUEST_COLUMNS`` rows."""
     ch.insert("requests", list(rows), column_names=REQUEST_COLUMNS)

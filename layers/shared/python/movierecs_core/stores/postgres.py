@@ -353,6 +353,15 @@ def forget_user(db: Postgres, user_id: int, deleted_at: datetime) -> dict[str, A
     return db.transaction(body)
 
 
+_DELETION_MINUTES_SQL = ("SELECT date_trunc('minute', deleted_at) AS t, count(*) FROM deleted_users "
+                         "WHERE deleted_at >= CAST(:since AS timestamptz) GROUP BY t ORDER BY t")
+
+
+def deletion_minutes(db: Any, since: datetime) -> list[Sequence[Any]]:
+    """(minute, users forgotten) per minute since ``since`` (each user's latest deletion)."""
+    return db.run(_DELETION_MINUTES_SQL, since=since.isoformat())
+
+
 def count_user_rows(db: Any, user_id: int) -> dict[str, int]:
     """Rows ``user_id`` has in user_events, user_ratings and users (tests, the deletion's answer)."""
     e, r, u = db.run(_COUNT_USER_SQL, u=user_id)[0]
