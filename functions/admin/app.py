@@ -1,7 +1,8 @@
-"""admin: model reload/retrain/listing, usage stats, recent errors and forgetting a user (admin key required)."""
+"""admin: model reload/retrain/listing, usage stats, recent errors, forgetting a user and adding or hiding
+movies (admin key required)."""
 from __future__ import annotations
 
-from movierecs_core import admin, forget
+from movierecs_core import admin, catalog_admin, forget
 from movierecs_core.config import settings
 from movierecs_core.errors import bad_request
 from movierecs_core.stores.aws import Clients
@@ -77,3 +78,16 @@ def delete_user(user_id):
     except Exception:
         reset_client(cfg.clickhouse_url)
         raise
+
+
+@app.route("/admin/movies", methods=["POST"])
+def add_movie():
+    _authorize()
+    return json_response(catalog_admin.add_movie(_db, app.json_body(max_bytes=4096)), status=201)
+
+
+@app.route("/admin/movies/{movie_id}", methods=["PATCH"])
+def patch_movie(movie_id):
+    _authorize()
+    mid = parse_id("movie_id", movie_id)
+    return json_response(catalog_admin.patch_movie(_db, mid, app.json_body(max_bytes=4096)))

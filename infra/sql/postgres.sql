@@ -1,11 +1,21 @@
 -- MovieRecs PostgreSQL schema (idempotent; applied by `python -m movierecs_stack up` as user movierecs).
 -- Statements are separated by ";" at the end of a line (the orchestrator splits on that).
+-- `added_at`: set for movies added through POST /admin/movies (NULL for MovieLens);
+-- `hidden`: PATCH /admin/movies/{id} took the movie out of every list (issue 12, part 3).
 CREATE TABLE IF NOT EXISTS movies (
-    movie_id integer PRIMARY KEY,
-    title    text    NOT NULL,
+    movie_id integer     PRIMARY KEY,
+    title    text        NOT NULL,
     year     integer,
-    genres   text[]  NOT NULL
+    genres   text[]      NOT NULL,
+    added_at timestamptz,
+    hidden   boolean     NOT NULL DEFAULT false
 );
+-- A movies table created before issue 12 gets the two columns.
+ALTER TABLE movies ADD COLUMN IF NOT EXISTS added_at timestamptz;
+ALTER TABLE movies ADD COLUMN IF NOT EXISTS hidden boolean NOT NULL DEFAULT false;
+-- The request path reads the (few) hidden and added movies with every user's state.
+CREATE INDEX IF NOT EXISTS movies_hidden ON movies (movie_id) WHERE hidden;
+CREATE INDEX IF NOT EXISTS movies_added ON movies (movie_id) WHERE added_at IS NOT NULL;
 CREATE TABLE IF NOT EXISTS users (
     user_id    integer PRIMARY KEY,
     gender     text,

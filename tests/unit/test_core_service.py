@@ -77,6 +77,8 @@ class FakeState:
         self.likes: list[tuple] = []
         self.ratings: list[tuple[int, int]] = []  # (user, movie)
         self.deleted: dict[int, datetime] = {}
+        self.hidden_movies: set[int] = set()  # hidden by the admin
+        self.added: list[int] = []  # added through the API
         self.sqls: list[str] = []
         self.down = False
 
@@ -90,7 +92,8 @@ class FakeState:
         for ev in sorted(events, key=lambda x: (x[3], x[5])):
             latest[ev[2]] = ev
         if sql == postgres._HIDDEN_SQL:
-            return [[sorted({ev[2] for ev in events if ev[4] == "not_interested"})]]
+            return [[sorted({ev[2] for ev in events if ev[4] == "not_interested"}), sorted(self.hidden_movies),
+                     [m for m in self.added if m not in self.hidden_movies]]]
         if sql == postgres._USER_LIKES_SQL:
             rows = sorted((ev for ev in latest.values() if ev[4] == "like"), key=lambda x: (x[3], x[5]), reverse=True)
             return [(e, m, ts) for e, _, m, ts, _, _ in rows][:n]
@@ -98,7 +101,8 @@ class FakeState:
                                         key=lambda x: (-x[3].timestamp(), x[2]))]  # the SQL's ORDER BY
         dropped = sorted(m for m, ev in latest.items() if ev[4] != "like")
         hidden = sorted({ev[2] for ev in events if ev[4] == "not_interested"})
-        state = [liked, dropped, hidden, self.deleted.get(u)]
+        state = [liked, dropped, hidden, self.deleted.get(u), sorted(self.hidden_movies),
+                 [m for m in self.added if m not in self.hidden_movies]]
         if sql == postgres._HISTORY_SQL:
             return [state + [[m for uu, m in self.ratings if uu == u] or None]]
         assert sql == postgres._LIKED_SQL, sql

@@ -186,7 +186,7 @@ def similar(reads: Reads, movie_id: int, k: int, controls: Controls = Controls()
     if seed is None:
         raise not_found(f"movie {movie_id} does not exist")
     rec = reads.model()
-    hidden = reads.state_query(lambda db: user_hidden(db, user_id)) if user_id is not None else set()
+    hidden, _added = reads.state_query(lambda db: user_hidden(db, user_id))
     f = controls.filters
     cursor = paging.resume(controls.cursor, paging.listing("similar", movie_id, f, controls.diversity),
                            rec.model_version)

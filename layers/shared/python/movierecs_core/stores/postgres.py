@@ -228,7 +228,9 @@ _STATE = f"""WITH latest AS ({_LATEST})
 SELECT ARRAY(SELECT movie_id FROM latest WHERE kind = 'like' ORDER BY ts DESC, movie_id),
        ARRAY(SELECT movie_id FROM latest WHERE kind <> 'like' ORDER BY movie_id),
        ARRAY(SELECT DISTINCT movie_id FROM user_events WHERE user_id = :u AND kind = 'not_interested'),
-       (SELECT deleted_at FROM deleted_users WHERE user_id = :u)"""
+       (SELECT deleted_at FROM deleted_users WHERE user_id = :u),
+       ARRAY(SELECT movie_id FROM movies WHERE hidden),
+       ARRAY(SELECT movie_id FROM movies WHERE added_at IS NOT NULL AND NOT hidden ORDER BY movie_id)"""
 _LIKED_SQL = _STATE
 _HISTORY_SQL = f"{_STATE},\n       (SELECT movies FROM user_ratings WHERE user_id = :u)"
 _USER_LIKES_SQL = (f"SELECT event_id, movie_id, ts FROM ({_LATEST}) latest WHERE kind = 'like' "
@@ -273,8 +275,8 @@ _COUNT_USER_SQL = """SELECT (SELECT count(*) FROM user_events WHERE user_id = :u
 
 def _history(row: Sequence[Any], ratings: bool) -> History:
     return History(liked=[int(m) for m in row[0]], dropped={int(m) for m in row[1]},
-                   hidden={int(m) for m in row[2]}, deleted_at=row[3],
-                   rated=set(row[4] or ()) if ratings else set())
+                   hidden={int(m) for m in row[2]} | {int(m) for m in row[4]}, deleted_at=row[3],
+                   added=[int(m) for m in row[5]], rated=set(row[6] or ()) if ratings else set())
 
 
 def user_history(db: Postgres, user_id: int, ratings: bool = True) -> History:
@@ -284,12 +286,43 @@ def user_history(db: Postgres, user_id: int, ratings: bool = True) -> History:
     return _history(db.run(_HISTORY_SQL if ratings else _LIKED_SQL, u=user_id)[0], ratings)
 
 
-_HIDDEN_SQL = "SELECT ARRAY(SELECT DISTINCT movie_id FROM user_events WHERE user_id = :u AND kind = 'not_interested')"
+_HIDDEN_SQL = """SELECT ARRAY(SELECT DISTINCT movie_id FROM user_events WHERE user_id = :u AND kind = 'not_interested'),
+       ARRAY(SELECT movie_id FROM movies WHERE hidden),
+       ARRAY(SELECT movie_id FROM movies WHERE added_at IS NOT NULL AND NOT hidden ORDER BY movie_id)"""
 
 
-def user_hidden(db: Postgres, user_id: int) -> set[int]:
-    """The movies ``user_id`` ever marked not_interested (never listed to them again)."""
-    return {int(m) for m in db.run(_HIDDEN_SQL, u=user_id)[0][0]}
+def user_hidden(db: Postgres, user_id: int | None) -> tuple[set[int], list[int]]:
+    """(movies never to list to ``user_id``: their not_interested ones and every movie the admin
+    hid; the movies added through the API and not hidden). ``user_id`` None: no user."""
+    row = db.run(_HIDDEN_SQL, u=user_id or 0)[0]
+    return {int(m) for m in row[0]} | {int(m) for m in row[1]}, [int(m) for m in row[2]]
+
+
+# -- the catalogue's admin side (POST /admin/movies, PATCH /admin/movies/{id}) ----------------
+_MOVIE_LOCK_SQL = "SELECT count(*) FROM (SELECT pg_advisory_xact_lock(:c, 0)) locked"
+_ADD_MOVIE_SQL = """
+INSERT INTO movies (movie_id, title, year, genres, added_at)
+SELECT COALESCE(max(movie_id), 0) + 1, :t, CAST(:y AS int), CAST(:g AS text[]), now() FROM movies
+RETURNING movie_id, title, year, genres, added_at, hidden
+"""
+_SET_HIDDEN_SQL = ("UPDATE movies SET hidden = :h WHERE movie_id = :m "
+                   "RETURNING movie_id, title, year, genres, added_at, hidden")
+
+
+def add_movie(db: Postgres, title: str, year: int | None, genres: Sequence[str]) -> Sequence[Any]:
+    """Insert a movie with the next free id (one at a time, under a lock); its row."""
+
+    def body(run: Callable[..., list[Sequence[Any]]]) -> Sequence[Any]:
+        run(_MOVIE_LOCK_SQL, c=_LOCK_CLASS + 1)
+        return run(_ADD_MOVIE_SQL, t=title, y=year, g=list(genres))[0]
+
+    return db.transaction(body)
+
+
+def set_movie_hidden(db: Postgres, movie_id: int, hidden: bool) -> Sequence[Any] | None:
+    """Hide or show a movie; its row, or None for an unknown id."""
+    rows = db.run(_SET_HIDDEN_SQL, h=hidden, m=movie_id)
+    return rows[0] if rows else None
 
 
 def user_likes(db: Postgres, user_id: int, limit: int) -> list[tuple[str, int, datetime]]:
