@@ -23,7 +23,7 @@ def _store() -> ModelStore:
 
 models = ModelHolder(_store, cfg.model_cache_dir, check_seconds=cfg.model_check_seconds)
 db = Postgres(cfg.postgres_dsn)
-reads = service.Reads(models=models, catalog=Catalog(db), state=db)
+reads = service.Reads(models=models, catalog=Catalog(db), state=db, exploration=cfg.exploration_share)
 app = ApiApp("movierecs-recommend", "recommend", model_version=lambda: models.version or "")
 tracer = app.tracer
 

@@ -172,3 +172,82 @@ def test_similar_leaves_out_what_the_named_user_is_not_interested_in(env):
     mine = ids(service.similar(reads, 14, 5, user_id=7))
     assert len(mine) == 5 and not {plain[0], plain[2]} & set(mine)
     assert ids(service.similar(reads, 14, 5, user_id=8)) == plain  # another user: unchanged
+
+
+# -- movies added through the API (part 3) ------------------------------------------------------
+def _with_genres(reads, added: dict[int, tuple[str, ...]]):
+    """Movies 10..19 are comedies, 20..29 dramas; ``added`` are catalogue rows no model knows."""
+    from movierecs_core import new_items
+
+    rows = reads.catalog._db.rows
+    for m in ITEMS:
+        rows[m] = (m, f"Movie {m}", 1995, ["Comedy"] if m < 20 else ["Drama"])
+    for m, genres in added.items():
+        rows[m] = (m, f"New {m}", 2026, list(genres))
+    reads.catalog._rows.clear()
+    new_items._cache.clear()
+    new_items._cache["version"] = None
+
+
+def test_an_added_movie_gets_its_genres_mean_vector_and_joins_similar_on_merit(env):
+    reads, _, _, st = env
+    _with_genres(reads, {50: ("Comedy",), 51: ("Drama",)})
+    st.added = [50, 51]
+    rec = reads.models.get()
+    Y = rec.artifact.item_factors.astype(np.float64)
+    comedy = Y[:10].mean(axis=0)
+    unit = Y / np.linalg.norm(Y, axis=1)[:, None]
+    full = service.similar(reads, 14, 21)
+    got = {i["movie_id"]: i["score"] for i in full["items"]}
+    assert {50, 51} <= set(got) and len(got) == 21
+    assert got[50] == pytest.approx(float(unit[4] @ (comedy / np.linalg.norm(comedy))), abs=1e-5)
+    assert [i["score"] for i in full["items"]] == sorted(got.values(), reverse=True)
+    own = service.similar(reads, 50, 5)  # the added movie's own list, from its vector
+    expect = np.argsort(-(unit @ (comedy / np.linalg.norm(comedy))))[:5]
+    assert ids(own)[:5] == [ITEMS[j] for j in expect]
+    st.hidden_movies.add(50)  # hidden by the admin: gone at once
+    assert 50 not in ids(service.similar(reads, 14, 21)) and service.similar(reads, 50, 5)["items"]
+
+
+def test_exploration_offers_a_matching_added_movie_in_the_last_slot_and_zero_disables_it(env):
+    reads, _, _, st = env
+    _with_genres(reads, {50: ("Comedy",), 51: ("Drama",)})
+    st.added = [50, 51]
+    for i, m in enumerate([10, 11, 12, 13]):
+        st.likes.append((f"c{i}", 800, m, at(i)))
+    plain = Controls()
+    reads.exploration = 0.0
+    base = service.recommendations(reads, 800, 10, plain)
+    assert not {50, 51} & set(ids(base))
+    reads.exploration = 0.1
+    r = service.recommendations(reads, 800, 10, plain)
+    rec = reads.models.get()
+    vec = rec.recommend(800, 10, liked=[13, 12, 11, 10]).vector.astype(np.float64)
+    Y = rec.artifact.item_factors.astype(np.float64)
+    scores = {50: float(vec @ Y[:10].mean(axis=0)), 51: float(vec @ Y[10:].mean(axis=0))}
+    bar = float(vec @ Y.mean(axis=0))
+    best = max(scores, key=scores.get)
+    assert scores[best] > bar  # this tiny model's comedy fan does prefer comedies to the average movie
+    assert ids(r)[:9] == ids(base)[:9] and ids(r)[9] == best and r["items"][9]["reasons"] == [{"kind": "new", "share": 1.0}]
+    st.hidden_movies.add(best)  # hidden by the admin: never offered
+    assert best not in ids(service.recommendations(reads, 800, 10, plain))
+    assert service.recommendations(reads, 2_000_000, 10)["strategy"] == "popular"  # no vector: no exploration
+    assert not {50, 51} & set(ids(service.recommendations(reads, 2_000_000, 10)))
+
+
+def test_new_movie_requests_are_checked():
+    from movierecs_core.catalog_admin import parse_new_movie, patch_movie
+
+    assert parse_new_movie({"title": " Arrival ", "year": 2016, "genres": ["sci-fi", "Drama", "drama"]}) == (
+        "Arrival", 2016, ["Sci-Fi", "Drama"])
+    assert parse_new_movie({"title": "x", "genres": ["Comedy"]})[1] is None
+    for body, word in [({}, "title"), ({"title": "x", "genres": []}, "genres"), ({"title": "x", "genres": ["Cartoon"]}, "unknown"),
+                       ({"title": "x", "genres": ["Comedy"], "year": 3000}, "year"), ([], "object"),
+                       ({"title": "x" * 301, "genres": ["Comedy"]}, "301")]:
+        with pytest.raises(ApiError) as e:
+            parse_new_movie(body)
+        assert e.value.status == 400 and word in e.value.message
+    for body in [{}, {"hidden": "yes"}, {"hidden": True, "title": "x"}, None]:
+        with pytest.raises(ApiError) as e:
+            patch_movie(None, 5, body)
+        assert e.value.status == 400

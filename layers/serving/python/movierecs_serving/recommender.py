@@ -71,6 +71,8 @@ class Recommendation:
     model_version: str = ""
     #: What the user vector was solved from; None for the popular strategy.
     basis: Basis | None = None
+    #: The user vector the items were scored with; None for the popular strategy.
+    vector: np.ndarray | None = None
 
 
 def _check_k(k: object) -> int:
@@ -163,13 +165,15 @@ class Recommender:
                                   np.concatenate([basis.weights, np.full(len(fresh), self.like_weight, np.float32)]))
                     vec = self.fold_in_vector(basis.rows, basis.weights)
             banned = np.concatenate([seen_rows, np.asarray(liked_rows + excl_rows, dtype=np.int32)])
-            return Recommendation(int(user_id), Strategy.PERSONAL, self._top_k(vec, k, banned), self.model_version, basis)
+            return Recommendation(int(user_id), Strategy.PERSONAL, self._top_k(vec, k, banned), self.model_version, basis,
+                                  vec)
         banned = np.asarray(liked_rows + excl_rows, dtype=np.int64)
         if liked_rows:
             rows = np.asarray(liked_rows, dtype=np.int32)
             basis = Basis(rows, np.full(len(rows), self.like_weight, np.float32))
             vec = self.fold_in_vector(basis.rows, basis.weights)
-            return Recommendation(int(user_id), Strategy.FOLD_IN, self._top_k(vec, k, banned), self.model_version, basis)
+            return Recommendation(int(user_id), Strategy.FOLD_IN, self._top_k(vec, k, banned), self.model_version, basis,
+                                  vec)
         return Recommendation(int(user_id), Strategy.POPULAR, self.popular(k, set(banned.tolist())), self.model_version)
 
     def _system(self, item_rows: np.ndarray, weights: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from . import paging
+from . import new_items, paging
 from .catalog import Catalog
 from .controls import Controls
 from .errors import from_unavailable, not_found, unavailable
@@ -47,6 +47,8 @@ class Reads:
     models: Models
     catalog: Catalog
     state: Postgres
+    #: Share of a page offered to added movies no model knows yet (``new_items.explore``).
+    exploration: float = 0.1
 
     def state_query(self, fn: Callable[[Postgres], Any]) -> Any:
         """Run ``fn(state)``; the serving state being unreachable is a 503 with a clear message."""
@@ -165,6 +167,7 @@ def recommendations(reads: Reads, user_id: int, k: int, controls: Controls = Con
             break
     items = _diversified(rec, items, k, controls.diversity, cursor.served)
     _with_reasons(reads, rec, items, r.basis, history)
+    items = new_items.explore(reads, rec, r, items, k, history.added, history.seen | shown, f, reads.exploration)
     out = {"user_id": user_id, "k": k, "model_version": r.model_version, "strategy": r.strategy}
     return _page(out, items, k, controls, cursor)
 
@@ -186,7 +189,7 @@ def similar(reads: Reads, movie_id: int, k: int, controls: Controls = Controls()
     if seed is None:
         raise not_found(f"movie {movie_id} does not exist")
     rec = reads.model()
-    hidden, _added = reads.state_query(lambda db: user_hidden(db, user_id))
+    hidden, added = reads.state_query(lambda db: user_hidden(db, user_id))
     f = controls.filters
     cursor = paging.resume(controls.cursor, paging.listing("similar", movie_id, f, controls.diversity),
                            rec.model_version)
@@ -199,6 +202,8 @@ def similar(reads: Reads, movie_id: int, k: int, controls: Controls = Controls()
                             {movie_id} | shown | hidden)
             if len(items) == want:
                 break
+    if controls.diversity <= 0:  # added movies join on merit (their content vector; not re-ranked by MMR)
+        items = new_items.similar(reads, rec, seed, items, want, added, {movie_id} | shown | hidden, f)
     items = _diversified(rec, items, k, controls.diversity, cursor.served)
     for item in items:
         item["reasons"] = [{"kind": "similar", "movie_id": movie_id, "title": seed.title, "share": 1.0}]
