@@ -21,9 +21,11 @@ OPENAPI = Path(__file__).resolve().parents[2] / "docs" / "openapi.yaml"
 # (retrain starts a training run, reload moves the model pointer) and GET /admin/errors (each
 # call may read seconds of CloudWatch Logs in LocalStack, which ignores filter patterns).
 # DELETE /users/{user_id} would forget whichever users the fuzzer picks (user 1 is the suite's
-# known user): test_feedback.py covers it, with and without the key.
+# known user), PATCH /admin/movies/{movie_id} would hide catalogue movies other tests list, and
+# POST /admin/movies would fill the catalogue with movies the exploration then offers:
+# test_feedback.py and test_new_movies.py cover them, with and without the key.
 SKIP = {("POST", "/admin/retrain"), ("POST", "/admin/reload"), ("GET", "/admin/errors"),
-        ("DELETE", "/users/{user_id}")}
+        ("DELETE", "/users/{user_id}"), ("POST", "/admin/movies"), ("PATCH", "/admin/movies/{movie_id}")}
 EXAMPLES = 10
 
 
