@@ -1,15 +1,16 @@
-"""admin: model reload/retrain/listing, usage stats and recent errors (admin key required)."""
+"""admin: model reload/retrain/listing, usage stats, recent errors, forgetting a user and adding or hiding
+movies (admin key required)."""
 from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
 
-from movierecs_core import admin, experiments, online
+from movierecs_core import admin, catalog_admin, experiments, forget, online
 from movierecs_core.config import settings
 from movierecs_core.errors import bad_request
 from movierecs_core.stores.aws import Clients
-from movierecs_core.stores.clickhouse import get_client, like_rates
+from movierecs_core.stores.clickhouse import get_client, like_rates, reset_client
 from movierecs_core.stores.postgres import Postgres
-from movierecs_core.validation import parse_bounded
+from movierecs_core.validation import parse_bounded, parse_id
 from movierecs_core.web import ApiApp, json_response
 from movierecs_serving import ModelStore
 
@@ -17,7 +18,7 @@ cfg = settings()
 app = ApiApp("movierecs-admin", "admin")
 _clients = Clients()  # boto3 clients created on first use (they cost ~0.1 s each to build)
 _stores: list[ModelStore] = []
-db = Postgres(cfg.postgres_dsn)  # experiments
+db = Postgres(cfg.postgres_dsn)  # experiments, forgetting users, the catalogue's admin writes (opened on first use)
 
 
 def _store() -> ModelStore:
@@ -59,6 +60,7 @@ def stats():
     _authorize()
     minutes = parse_bounded("minutes", app.query("minutes"), 1, 1440, 60)
     series = admin.stats(get_client(cfg.clickhouse_url), minutes)
+    series |= admin.feedback_stats(get_client(cfg.clickhouse_url), db, minutes)
     series["consumer_lag"] = admin.consumer_lag(cfg.kafka_bootstrap, cfg.kafka_consumer_group, cfg.kafka_topic)
     since = datetime.now(timezone.utc) - timedelta(minutes=minutes)
     series["online"] = online.by_version(
@@ -97,3 +99,27 @@ def errors():
     _authorize()
     limit = parse_bounded("limit", app.query("limit"), 1, 500, 50)
     return json_response(admin.errors(_clients["logs"], list(cfg.function_log_groups), limit))
+
+
+@app.route("/users/{user_id}", methods=["DELETE"])
+def delete_user(user_id):
+    _authorize()
+    uid = parse_id("user_id", user_id)
+    try:
+        return json_response(forget.forget_user(db, get_client(cfg.clickhouse_url), uid))
+    except Exception:
+        reset_client(cfg.clickhouse_url)
+        raise
+
+
+@app.route("/admin/movies", methods=["POST"])
+def add_movie():
+    _authorize()
+    return json_response(catalog_admin.add_movie(db, app.json_body(max_bytes=4096)), status=201)
+
+
+@app.route("/admin/movies/{movie_id}", methods=["PATCH"])
+def patch_movie(movie_id):
+    _authorize()
+    mid = parse_id("movie_id", movie_id)
+    return json_response(catalog_admin.patch_movie(db, mid, app.json_body(max_bytes=4096)))

@@ -30,7 +30,8 @@ def _store() -> ModelStore:
 models = ModelHolder(_store, cfg.model_cache_dir, check_seconds=cfg.model_check_seconds)
 db = Postgres(cfg.postgres_dsn)
 running = experiments.Running(lambda: running_experiment(db))  # re-read every 2 s
-reads = service.Reads(models=models, catalog=Catalog(db), state=db, experiment=running.get)
+reads = service.Reads(models=models, catalog=Catalog(db), state=db, experiment=running.get,
+                      exploration=cfg.exploration_share)
 app = ApiApp("movierecs-recommend", "recommend", model_version=lambda: models.version or "")
 tracer = app.tracer
 shown = impressions.publisher(lambda batch: kafka.send_batch(cfg.kafka_bootstrap, cfg.impressions_topic, batch)) \
@@ -73,7 +74,9 @@ def movie(movie_id):
 def similar(movie_id):
     mid = parse_id("movie_id", movie_id)
     k = parse_bounded("k", app.query("k"), 1, 100, 10)
-    return _served("similar", service.similar(reads, mid, k, controls.from_query(app.query)))
+    raw_user = app.query("user_id")
+    user = parse_id("user_id", raw_user) if raw_user is not None else None
+    return _served("similar", service.similar(reads, mid, k, controls.from_query(app.query), user_id=user))
 
 
 @app.route("/users/{user_id}/likes", methods=["GET"])

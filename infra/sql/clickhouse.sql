@@ -9,13 +9,18 @@ CREATE TABLE IF NOT EXISTS movierecs.ratings (
     ts       DateTime('UTC')
 ) ENGINE = ReplacingMergeTree ORDER BY (user_id, movie_id);
 
+-- Every feedback event (the history): `type` is like, unlike or not_interested (issue 12);
+-- the table keeps its first name, `likes`, for its readers.
 CREATE TABLE IF NOT EXISTS movierecs.likes (
     event_id    String,
     user_id     UInt32,
     movie_id    UInt32,
     ts          DateTime64(3, 'UTC'),
-    ingested_at DateTime64(3, 'UTC')
+    ingested_at DateTime64(3, 'UTC'),
+    type        LowCardinality(String) DEFAULT 'like'
 ) ENGINE = ReplacingMergeTree ORDER BY (user_id, event_id);
+-- A likes table created before feedback types existed gets the column (its rows are likes).
+ALTER TABLE movierecs.likes ADD COLUMN IF NOT EXISTS type LowCardinality(String) DEFAULT 'like';
 
 CREATE TABLE IF NOT EXISTS movierecs.dead_letters (
     ts        DateTime64(3, 'UTC'),

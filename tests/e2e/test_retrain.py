@@ -133,15 +133,19 @@ def promoted(ep: dict[str, Any], aws: dict[str, Any]) -> str:
 
 # --------------------------------------------------------------------------- tests
 def clickhouse_counts(ep: dict[str, Any]) -> tuple[int, int]:
-    """(ratings, distinct liked (user, movie) pairs) in ClickHouse: what Extract must read."""
+    """(ratings, liked (user, movie) pairs) in ClickHouse: what Extract must read. A pair whose
+    latest feedback is an unlike or a not_interested is neither (issue 12)."""
     import clickhouse_connect
     from urllib.parse import urlparse
 
     u = urlparse(ep["clickhouse"])
     ch = clickhouse_connect.get_client(host=u.hostname, port=u.port)
     try:
-        ratings = ch.query("SELECT count() FROM movierecs.ratings FINAL").result_rows[0][0]
-        likes = ch.query("SELECT count() FROM (SELECT DISTINCT user_id, movie_id FROM movierecs.likes FINAL)").result_rows[0][0]
+        state = ("SELECT user_id, movie_id, argMax(type, (ts, ingested_at)) AS last FROM movierecs.likes FINAL "
+                 "GROUP BY user_id, movie_id")
+        ratings = ch.query(f"SELECT count() FROM movierecs.ratings FINAL WHERE (user_id, movie_id) NOT IN "
+                           f"(SELECT user_id, movie_id FROM ({state}) WHERE last != 'like')").result_rows[0][0]
+        likes = ch.query(f"SELECT count() FROM ({state}) WHERE last = 'like'").result_rows[0][0]
     finally:
         ch.close()
     return int(ratings), int(likes)

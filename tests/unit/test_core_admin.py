@@ -156,3 +156,28 @@ def test_consumer_lag_sums_partitions_and_survives_a_broker_outage():
 
     out = admin.consumer_lag("b:1", "g", "t", lag_of=down)
     assert out["total"] is None and out["partitions"] == [] and "ConnectionError" in out["error"]
+
+
+def test_feedback_stats_count_each_type_and_the_deletions_per_minute():
+    now = datetime(2026, 11, 27, 12, 0, 30, tzinfo=timezone.utc)
+    since = datetime(2026, 11, 27, 11, 58, tzinfo=timezone.utc)
+
+    class Ch:
+        def query(self, sql, parameters):
+            assert parameters["since"] == since and "GROUP BY t, type" in sql
+            rows = [(datetime(2026, 11, 27, 11, 59), "like", 4), (datetime(2026, 11, 27, 11, 59), "unlike", 1),
+                    (datetime(2026, 11, 27, 12, 0), "not_interested", 2), (datetime(2026, 11, 27, 12, 0), "view", 9)]
+            return type("R", (), {"result_rows": rows})()
+
+    class Db:
+        def run(self, sql, since):
+            assert "deleted_users" in sql and since == "2026-11-27T11:58:00+00:00"
+            return [(datetime(2026, 11, 27, 12, 0, tzinfo=timezone.utc), 3)]
+
+    out = admin.feedback_stats(Ch(), Db(), 3, now=now)
+    assert set(out["feedback"]) == {"like", "unlike", "not_interested"}
+    assert [p["v"] for p in out["feedback"]["like"]] == [0, 4, 0]
+    assert [p["v"] for p in out["feedback"]["unlike"]] == [0, 1, 0]
+    assert [p["v"] for p in out["feedback"]["not_interested"]] == [0, 0, 2]
+    assert [p["v"] for p in out["deletions"]] == [0, 0, 3]
+    assert [p["t"] for p in out["deletions"]] == ["2026-11-27T11:58:00Z", "2026-11-27T11:59:00Z", "2026-11-27T12:00:00Z"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import json
+from datetime import datetime, timezone
 from typing import Any
 
 import pytest
@@ -66,23 +67,42 @@ class FakeClickHouse:
             self.stored |= {(r[1], r[0]) for r in rows}
 
 class FakeServingState:
-    """The serving state's one insert statement: ``rows`` holds (user_id, event_id, movie_id)."""
+    """The serving state's statements (stores.postgres): the tombstone read and the consumer's
+    transaction (shared locks, tombstones, one insert); ``rows`` holds (user_id, event_id, movie_id)."""
 
-    def __init__(self, fail: bool = False):
+    def __init__(self, fail: bool = False, deleted: dict[int, datetime] | None = None):
         self.rows: set[tuple[int, str, int]] = set()
+        self.kinds: dict[tuple[int, str], str] = {}
         self.fail = fail
+        self.deleted = dict(deleted or {})
         self.statements = 0
+        self.locked: list[int] = []
+        #: called inside the transaction after the locks: a deletion committed just before them
+        self.before_tombstones = None
 
-    def run(self, sql: str, u: list, e: list, m: list, k: list, t: list):
-        assert sql == postgres._INSERT_EVENTS_SQL
-        if self.fail:
-            raise Unavailable("the movie database is unavailable (ConnectionRefusedError); retry shortly")
+    def run(self, sql: str, **p):
+        if sql == postgres._TOMBSTONES_SQL:
+            return [(u, self.deleted[u]) for u in p["u"] if u in self.deleted]
+        if sql == postgres._LOCK_SHARED_SQL:
+            self.locked = list(p["u"])
+            if self.before_tombstones:
+                self.before_tombstones(self)
+            return [[len(p["u"])]]
+        assert sql == postgres._INSERT_EVENTS_SQL, sql
+        u, e, m, k, t = p["u"], p["e"], p["m"], p["k"], p["t"]
         self.statements += 1
-        assert set(k) == {"like"} and all("T" in ts for ts in t)
+        assert set(k) <= {"like", "unlike", "not_interested"} and all("T" in ts for ts in t)
         keys = {(r[0], r[1]) for r in self.rows}
         new = [(uu, ee, mm) for uu, ee, mm in zip(u, e, m) if (uu, ee) not in keys]
         self.rows |= set(new)
+        self.kinds |= {(uu, ee): kk for uu, ee, kk in zip(u, e, k)}
         return [[1] for _ in new]
+
+    def transaction(self, body):
+        """``fail``: PostgreSQL goes down after the tombstone read (between the two stores' writes)."""
+        if self.fail:
+            raise Unavailable("the movie database is unavailable (ConnectionRefusedError); retry shortly")
+        return body(lambda sql, **p: self.run(sql, **p))
 
 
 def store(ch, decoded, state: FakeServingState | None = None):
@@ -120,7 +140,7 @@ def test_bad_records_become_dead_letters_without_failing_the_batch():
     assert dead[2] == DEAD_COLUMNS
     reasons = [r[6] for r in dead[1]]
     assert any("undecodable" in r for r in reasons)
-    assert any("invalid like" in r and "type" in r for r in reasons)
+    assert any("invalid event" in r and "type" in r for r in reasons)
     values_text = [r[5] for r in dead[1]]
     assert "not json" in values_text
 
@@ -157,3 +177,55 @@ def test_a_failure_between_the_two_writes_is_retried_until_both_agree():
     assert {(u, e) for u, e, _ in state.rows} == ch.stored
     again = store(ch, decode_event(batch), state)  # a third delivery changes neither store
     assert again.serving_inserted == 0 and len(ch.inserts) == 1 and len(state.rows) == 20
+
+
+# -- feedback types and forgotten users (issue 12) -------------------------------------------
+def kafka_event_at(values: list[dict], timestamps_ms: list[int]) -> dict[str, Any]:
+    ev = kafka_event(values)
+    for rec, ms in zip(ev["records"]["interactions-0"], timestamps_ms):
+        rec["timestamp"] = ms
+    return ev
+
+
+def test_every_feedback_type_is_stored_with_its_type_in_both_stores():
+    ch, state = FakeClickHouse(), FakeServingState()
+    values = [like("l1"), like("u1") | {"type": "unlike"}, like("n1", movie=8) | {"type": "not_interested"}]
+    result = store(ch, decode_event(kafka_event(values)), state)
+    assert result.inserted == 3 and result.dead_letters == 0
+    _, rows, cols = ch.inserts[0]
+    assert [r[cols.index("type")] for r in rows] == ["like", "unlike", "not_interested"]
+    assert state.kinds == {(5, "l1"): "like", (5, "u1"): "unlike", (5, "n1"): "not_interested"}
+
+
+def test_an_unknown_type_is_a_dead_letter_never_a_like():
+    ch, state = FakeClickHouse(), FakeServingState()
+    result = store(ch, decode_event(kafka_event([like("d1") | {"type": "dislike"}])), state)
+    assert result.inserted == 0 and result.dead_letters == 1 and state.rows == set()
+    assert not [x for x in ch.inserts if x[0] == "likes"]
+
+
+def test_events_produced_before_a_users_deletion_are_stored_nowhere():
+    deleted = datetime(2026, 12, 1, 12, 0, tzinfo=timezone.utc)
+    ms = int(deleted.timestamp() * 1000)
+    state = FakeServingState(deleted={5: deleted})
+    ch = FakeClickHouse()
+    values = [like("old", user=5), like("new", user=5, movie=9), like("other", user=6)]
+    result = store(ch, decode_event(kafka_event_at(values, [ms - 1000, ms + 1000, ms - 1000])), state)
+    assert {(u, e) for u, e, _ in state.rows} == {(5, "new"), (6, "other")}
+    assert {r[0] for r in ch.inserts[0][1]} == {"new", "other"} and result.forgotten == 1
+
+
+def test_a_deletion_between_the_two_checks_is_undone_in_clickhouse_too():
+    """The tombstone read before ClickHouse found nothing; the deletion committed before the
+    consumer's locked transaction: PostgreSQL refuses the event and ClickHouse deletes it again."""
+    deleted = datetime(2026, 12, 1, 12, 0, tzinfo=timezone.utc)
+    ms = int(deleted.timestamp() * 1000)
+    state, ch = FakeServingState(), FakeClickHouse()
+    state.before_tombstones = lambda s: s.deleted.update({5: deleted})
+    deletes: list[tuple] = []
+    ch.command = lambda sql, parameters=None: deletes.append((sql, parameters))
+    result = store(ch, decode_event(kafka_event_at([like("race", user=5)], [ms - 10])), state)
+    assert state.rows == set() and result.forgotten == 1
+    assert state.locked == [5]
+    (sql, params), = deletes
+    assert "DELETE" in sql and "{ids:Array(String)}" in sql and params == {"u": 5, "ids": ["race"]}

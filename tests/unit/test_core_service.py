@@ -69,11 +69,16 @@ class FakeDb:
 
 
 class FakeState:
-    """The serving state's statements (stores.postgres) answered from in-memory lists."""
+    """The serving state's statements (stores.postgres) answered from in-memory lists, with the
+    SQL's meaning: per (user, movie) the latest event (by ts, then by the order stored) wins."""
 
     def __init__(self):
-        self.likes: list[tuple[str, int, int, datetime]] = []  # (event_id, user, movie, ts)
+        # (event_id, user, movie, ts) likes, or (event_id, user, movie, ts, kind) any feedback
+        self.likes: list[tuple] = []
         self.ratings: list[tuple[int, int]] = []  # (user, movie)
+        self.deleted: dict[int, datetime] = {}
+        self.hidden_movies: set[int] = set()  # hidden by the admin
+        self.added: list[int] = []  # added through the API
         self.sqls: list[str] = []
         self.down = False
 
@@ -81,17 +86,27 @@ class FakeState:
         if self.down:
             raise Unavailable("the movie database is unavailable (ConnectionRefusedError); retry shortly")
         self.sqls.append(sql)
-        mine = sorted([x for x in self.likes if x[1] == u], key=lambda x: (x[3], x[0]), reverse=True)
+        events = [(x[0], x[1], x[2], x[3], x[4] if len(x) > 4 else "like", seq) for seq, x in enumerate(self.likes)
+                  if x[1] == u]
+        latest: dict[int, tuple] = {}
+        for ev in sorted(events, key=lambda x: (x[3], x[5])):
+            latest[ev[2]] = ev
+        if sql == postgres._HIDDEN_SQL:
+            return [[sorted({ev[2] for ev in events if ev[4] == "not_interested"}), sorted(self.hidden_movies),
+                     [m for m in self.added if m not in self.hidden_movies]]]
         if sql == postgres._USER_LIKES_SQL:
-            return [(e, m, ts) for e, _, m, ts in mine][:n]
-        newest: dict[int, datetime] = {}
-        for _, _, m, ts in mine:
-            newest[m] = max(ts, newest.get(m, ts))
-        liked = sorted(newest, key=lambda m: (-newest[m].timestamp(), m))  # the SQL's ORDER BY
+            rows = sorted((ev for ev in latest.values() if ev[4] == "like"), key=lambda x: (x[3], x[5]), reverse=True)
+            return [(e, m, ts) for e, _, m, ts, _, _ in rows][:n]
+        liked = [ev[2] for ev in sorted((ev for ev in latest.values() if ev[4] == "like"),
+                                        key=lambda x: (-x[3].timestamp(), x[2]))]  # the SQL's ORDER BY
+        dropped = sorted(m for m, ev in latest.items() if ev[4] != "like")
+        hidden = sorted({ev[2] for ev in events if ev[4] == "not_interested"})
+        state = [liked, dropped, hidden, self.deleted.get(u), sorted(self.hidden_movies),
+                 [m for m in self.added if m not in self.hidden_movies]]
         if sql == postgres._HISTORY_SQL:
-            return [[liked, [m for uu, m in self.ratings if uu == u] or None]]
+            return [state + [[m for uu, m in self.ratings if uu == u] or None]]
         assert sql == postgres._LIKED_SQL, sql
-        return [[liked]]
+        return [state]
 
 
 class Clock:

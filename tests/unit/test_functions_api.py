@@ -150,7 +150,7 @@ def test_every_list_served_queues_its_impression(monkeypatch):
     body = {"user_id": 42, "k": 2, "model_version": "v1", "strategy": "fold_in",
             "items": [{"movie_id": 5}, {"movie_id": 7}], "next_cursor": None}
     monkeypatch.setattr(mod.service, "recommendations", lambda reads, user_id, k, controls: body)
-    monkeypatch.setattr(mod.service, "similar", lambda reads, movie_id, k, controls: {
+    monkeypatch.setattr(mod.service, "similar", lambda reads, movie_id, k, controls, user_id=None: {
         "movie_id": movie_id, "model_version": "v1", "items": [{"movie_id": 9}], "next_cursor": None})
     assert call(mod, "GET", "/recommendations", query={"user_id": "42"})[0] == 200
     assert call(mod, "GET", "/movies/3/similar")[0] == 200

@@ -76,3 +76,27 @@ def test_evaluate_candidate_on_local_folders(tmp_path):
     out = pipeline.evaluate_candidate(a, a, path, tolerance=0.0)
     assert out["promote"] is True  # the same recipe is never worse than itself
     assert out["candidate_metrics"] == out["current_metrics"]
+
+
+def test_extract_applies_feedback_latest_wins_and_leaves_forgotten_users_out(tmp_path):
+    """Issue 12: per (user, movie) the latest event wins; an unliked or not-interested movie is
+    no training row (its rating neither); a user deleted from ClickHouse is in no row."""
+    url = f"chdb://{tmp_path / 'ch'}"
+    client = clickhouse.connect(url)
+    clickhouse.create_tables(client, "movierecs")
+    load.load_clickhouse(client, data.load_dataset("ml-100k").ratings, "movierecs", progress=False)
+    t = [datetime(2026, 12, 1, 10, m, tzinfo=timezone.utc) for m in range(6)]
+    rows = [["a", 7000, 50, t[0], t[0], "like"], ["b", 7000, 50, t[1], t[1], "unlike"],        # taken back
+            ["c", 7000, 181, t[0], t[0], "unlike"], ["d", 7000, 181, t[2], t[2], "like"],      # liked again
+            ["e", 7000, 1, t[3], t[3], "like"],
+            ["f", 1, 50, t[4], t[4], "not_interested"]]                                        # a rated movie
+    client.insert("movierecs.likes", rows, column_names=clickhouse.LIKE_COLUMNS)
+    assert clickhouse.count_user_rows(client, 2)["ratings"] > 0
+    clickhouse.delete_user(client, 2)
+    frame = pipeline.extract_frame(client)
+    client.close()
+    likes = frame[frame["source"] == "like"]
+    assert sorted(map(tuple, likes[["user_id", "movie_id"]].to_numpy().tolist())) == [(7000, 1), (7000, 181)]
+    assert not ((frame["user_id"] == 1) & (frame["movie_id"] == 50)).any()  # user 1's rating of 50 left out
+    assert ((frame["user_id"] == 1) & (frame["movie_id"] != 50)).any()
+    assert not (frame["user_id"] == 2).any()

@@ -71,6 +71,8 @@ class Recommendation:
     model_version: str = ""
     #: What the user vector was solved from; None for the popular strategy.
     basis: Basis | None = None
+    #: The user vector the items were scored with; None for the popular strategy.
+    vector: np.ndarray | None = None
 
 
 def _check_k(k: object) -> int:
@@ -132,33 +134,46 @@ class Recommender:
         k: int = 10,
         liked: Iterable[int] = (),
         exclude: Iterable[int] = (),
+        drop: Iterable[int] = (),
+        forget: bool = False,
     ) -> Recommendation:
-        """Top-k for ``user_id``; ``liked`` = the user's likes (all of them, or those newer than the model)."""
+        """Top-k for ``user_id``; ``liked`` = the user's likes (all of them, or those newer than the model).
+
+        ``drop``: movies taken out of the user's signal since (unliked, not interested): left
+        out of the solve with zero confidence, so a model user's vector is solved again without
+        them. ``forget``: the user was deleted; the model's vector of them is not used."""
         k = _check_k(k)
         a = self.artifact
         liked_rows = list(dict.fromkeys(self._rows(liked)))
         excl_rows = self._rows(exclude)
-        row = self._user_row.get(int(user_id))
+        row = None if forget else self._user_row.get(int(user_id))
         if row is not None:
             lo, hi = a.seen_indptr[row], a.seen_indptr[row + 1]
             seen_rows = a.seen_indices[lo:hi]
             vec = a.user_factors[row]
             basis = Basis(seen_rows, a.seen_data[lo:hi])
+            drop_rows = self._rows(drop)
+            if drop_rows and np.isin(seen_rows, drop_rows).any():
+                keep = ~np.isin(seen_rows, drop_rows)
+                basis = Basis(seen_rows[keep], basis.weights[keep])
+                vec = self.fold_in_vector(basis.rows, basis.weights)
             if liked_rows:
                 fresh = np.asarray(liked_rows, dtype=np.int32)
                 fresh = fresh[~np.isin(fresh, seen_rows)]
                 if len(fresh):
-                    basis = Basis(np.concatenate([seen_rows, fresh]),
+                    basis = Basis(np.concatenate([basis.rows, fresh]),
                                   np.concatenate([basis.weights, np.full(len(fresh), self.like_weight, np.float32)]))
                     vec = self.fold_in_vector(basis.rows, basis.weights)
             banned = np.concatenate([seen_rows, np.asarray(liked_rows + excl_rows, dtype=np.int32)])
-            return Recommendation(int(user_id), Strategy.PERSONAL, self._top_k(vec, k, banned), self.model_version, basis)
+            return Recommendation(int(user_id), Strategy.PERSONAL, self._top_k(vec, k, banned), self.model_version, basis,
+                                  vec)
         banned = np.asarray(liked_rows + excl_rows, dtype=np.int64)
         if liked_rows:
             rows = np.asarray(liked_rows, dtype=np.int32)
             basis = Basis(rows, np.full(len(rows), self.like_weight, np.float32))
             vec = self.fold_in_vector(basis.rows, basis.weights)
-            return Recommendation(int(user_id), Strategy.FOLD_IN, self._top_k(vec, k, banned), self.model_version, basis)
+            return Recommendation(int(user_id), Strategy.FOLD_IN, self._top_k(vec, k, banned), self.model_version, basis,
+                                  vec)
         return Recommendation(int(user_id), Strategy.POPULAR, self.popular(k, set(banned.tolist())), self.model_version)
 
     def _system(self, item_rows: np.ndarray, weights: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

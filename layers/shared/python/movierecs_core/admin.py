@@ -151,6 +151,32 @@ def stats(ch: Any, minutes: int, now: datetime | None = None) -> dict[str, Any]:
     }
 
 
+def feedback_stats(ch: Any, db: Any, minutes: int, now: datetime | None = None) -> dict[str, Any]:
+    """Issue 12's per-minute counts for GET /admin/stats: feedback events by type (ClickHouse)
+    and users forgotten (PostgreSQL tombstones), every minute present (0 if idle)."""
+    from .events import TYPES
+    from .stores import postgres
+
+    now = (now or datetime.now(timezone.utc)).replace(second=0, microsecond=0)
+    start = now - timedelta(minutes=minutes - 1)
+    try:
+        fb_rows = clickhouse.feedback_minutes(ch, start)
+    except Unavailable:
+        raise
+    except Exception as exc:
+        raise Unavailable(f"the telemetry store (ClickHouse) is unavailable ({type(exc).__name__})") from exc
+    deleted = {_minute(t): int(n) for t, n in postgres.deletion_minutes(db, start)}
+    by_type: dict[str, dict[datetime, int]] = {t: {} for t in TYPES}
+    for t, kind, n in fb_rows:
+        if kind in by_type:
+            by_type[kind][_minute(t)] = int(n)
+    grid = [start + timedelta(minutes=i) for i in range(minutes)]
+    return {
+        "feedback": {kind: [{"t": _iso_minute(m), "v": counts.get(m, 0)} for m in grid] for kind, counts in by_type.items()},
+        "deletions": [{"t": _iso_minute(m), "v": deleted.get(m, 0)} for m in grid],
+    }
+
+
 def consumer_lag(bootstrap: str, group: str, topic: str,
                  lag_of: Callable[[str, str, str], list[dict[str, int]]] | None = None) -> dict[str, Any]:
     """The likes mapping's lag for GET /admin/stats: per partition committed vs log end.

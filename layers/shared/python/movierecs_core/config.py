@@ -24,6 +24,16 @@ def _tolerance(raw: str) -> float:
     return value
 
 
+def _share(raw: str) -> float:
+    try:
+        value = float(raw)
+    except ValueError:
+        raise SettingsError(f"EXPLORATION_SHARE={raw!r} is not a number (e.g. 0.1; 0 disables)") from None
+    if not 0.0 <= value <= 0.5:
+        raise SettingsError(f"EXPLORATION_SHARE={raw!r} must be in [0, 0.5]")
+    return value
+
+
 @dataclass(frozen=True)
 class Settings:
     """Endpoints and names; defaults are the local stack's (docs/DESIGN.md, Ports)."""
@@ -44,6 +54,9 @@ class Settings:
     model_prefix: str = "models/"
     model_cache_dir: str = "/tmp/movierecs-models"
     model_check_seconds: float = 2.0
+    #: Share of a recommendation page's slots offered to movies added through the API that no
+    #: model knows yet, when the user's taste matches them (issue 12, part 3); 0 disables.
+    exploration_share: float = 0.1
     state_machine_arn: str = ""
     admin_api_key: str = ""
     function_log_groups: tuple[str, ...] = ()
@@ -84,6 +97,7 @@ class Settings:
             model_prefix=e.get("MODEL_PREFIX", d.model_prefix),
             model_cache_dir=e.get("MODEL_CACHE_DIR", d.model_cache_dir),
             model_check_seconds=float(e.get("MODEL_CHECK_SECONDS", d.model_check_seconds)),
+            exploration_share=_share(e.get("EXPLORATION_SHARE", str(d.exploration_share))),
             state_machine_arn=e.get("STATE_MACHINE_ARN", d.state_machine_arn),
             admin_api_key=e.get("ADMIN_API_KEY", d.admin_api_key),
             function_log_groups=tuple(g.strip() for g in groups),

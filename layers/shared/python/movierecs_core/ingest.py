@@ -1,4 +1,10 @@
-"""POST /likes: validate a like, check the movie exists, produce it, answer once acknowledged."""
+"""POST /likes and POST /feedback: validate the event, check the movie exists, produce it,
+answer once acknowledged.
+
+POST /likes is the like shorthand (a ``type`` other than "like" is a 400); POST /feedback
+takes every type of ``events.TYPES``. Both produce the same message to the same topic, keyed
+by the user id, so one user's events stay in order.
+"""
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -8,26 +14,35 @@ from typing import Any
 
 from .catalog import Catalog
 from .errors import bad_request, not_found
-from .events import InvalidEvent, LikeEvent, like_from_request
+from .events import FeedbackEvent, InvalidEvent, feedback_from_request, like_from_request
 
 MAX_BODY = 4096
 
 
 @dataclass
 class Ingest:
-    """Dependencies of POST /likes; ``send(event)`` must return only after the broker's ack."""
+    """Dependencies of the ingest routes; ``send(event)`` must return only after the broker's ack."""
 
     catalog: Catalog
-    send: Callable[[LikeEvent], Any]
+    send: Callable[[FeedbackEvent], Any]
 
 
-def accept_like(ingest: Ingest, payload: Any, now: datetime | None = None) -> dict[str, str]:
-    """Validate, check the movie, produce; returns the contract's ``{"event_id"}``."""
+def _accept(ingest: Ingest, parse: Callable[[], FeedbackEvent]) -> dict[str, str]:
     try:
-        event = like_from_request(payload, now=now)
+        event = parse()
     except InvalidEvent as exc:
         raise bad_request(str(exc)) from None
     if ingest.catalog.get(event.movie_id) is None:
-        raise not_found(f"movie {event.movie_id} does not exist; like a movie from the catalogue")
+        raise not_found(f"movie {event.movie_id} does not exist; give a movie from the catalogue")
     ingest.send(event)
     return {"event_id": event.event_id}
+
+
+def accept_like(ingest: Ingest, payload: Any, now: datetime | None = None) -> dict[str, str]:
+    """POST /likes: validate, check the movie, produce; returns the contract's ``{"event_id"}``."""
+    return _accept(ingest, lambda: like_from_request(payload, now=now))
+
+
+def accept_feedback(ingest: Ingest, payload: Any, now: datetime | None = None) -> dict[str, str]:
+    """POST /feedback: the same for any feedback type (``type`` required)."""
+    return _accept(ingest, lambda: feedback_from_request(payload, now=now))

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from . import paging
+from . import new_items, paging
 from .catalog import Catalog
 from .controls import Controls
 from .errors import from_unavailable, not_found, unavailable
@@ -21,7 +21,7 @@ from .events import format_ts
 from .experiments import Experiment
 from .filters import Filters
 from .stores import Unavailable
-from .stores.postgres import Postgres, user_history, user_likes
+from .stores.postgres import Postgres, user_hidden, user_history, user_likes
 from .user_state import History
 
 # Extra candidates asked from the model, in case a movie is missing from the catalogue.
@@ -54,6 +54,8 @@ class Reads:
     state: Postgres
     #: The running experiment (``experiments.Running.get``), None outside experiments.
     experiment: Callable[[], Experiment | None] = field(default=lambda: None)
+    #: Share of a page offered to added movies no model knows yet (``new_items.explore``).
+    exploration: float = 0.1
 
     def state_query(self, fn: Callable[[Postgres], Any]) -> Any:
         """Run ``fn(state)``; the serving state being unreachable is a 503 with a clear message."""
@@ -179,12 +181,14 @@ def recommendations(reads: Reads, user_id: int, k: int, controls: Controls = Con
     shown = set(cursor.served)
     want = _pool(k, controls.diversity)
     for n in _candidates(want, f, len(rec.artifact.item_ids)):
-        r = rec.recommend(user_id, n, liked=history.liked, exclude=history.rated | f.exclude | shown)
+        r = rec.recommend(user_id, n, liked=history.liked, exclude=history.rated | history.hidden | f.exclude | shown,
+                          drop=history.dropped, forget=history.forgotten)
         items = _listed(reads, r.items, want, f, history.seen | shown)
         if len(items) == want:
             break
     items = _diversified(rec, items, k, controls.diversity, cursor.served)
     _with_reasons(reads, rec, items, r.basis, history)
+    items = new_items.explore(reads, rec, r, items, k, history.added, history.seen | shown, f, reads.exploration)
     out: dict[str, Any] = {"user_id": user_id, "k": k, "model_version": r.model_version, "strategy": r.strategy}
     if exp is not None:
         out.update(arm=arm, experiment_id=exp.experiment_id)
@@ -199,13 +203,16 @@ def movie(reads: Reads, movie_id: int) -> dict[str, Any]:
     return m.to_json()
 
 
-def similar(reads: Reads, movie_id: int, k: int, controls: Controls = Controls()) -> dict[str, Any]:
+def similar(reads: Reads, movie_id: int, k: int, controls: Controls = Controls(),
+            user_id: int | None = None) -> dict[str, Any]:
     """A page of the movies closest to ``movie_id`` in the model's item space (empty if the model
-    never saw it), only those passing the filters, never a repeat across pages."""
+    never saw it), only those passing the filters, never a repeat across pages; given a
+    ``user_id``, never a movie that user marked not_interested."""
     seed = reads.catalog.get(movie_id)
     if seed is None:
         raise not_found(f"movie {movie_id} does not exist")
     rec = reads.model()
+    hidden, added = reads.state_query(lambda db: user_hidden(db, user_id))
     f = controls.filters
     cursor = paging.resume(controls.cursor, paging.listing("similar", movie_id, f, controls.diversity),
                            rec.model_version)
@@ -214,9 +221,12 @@ def similar(reads: Reads, movie_id: int, k: int, controls: Controls = Controls()
     items: list[dict[str, Any]] = []
     if rec.has_item(movie_id):
         for n in _candidates(want, f, len(rec.artifact.item_ids)):
-            items = _listed(reads, rec.similar(movie_id, n, exclude=f.exclude | shown), want, f, {movie_id} | shown)
+            items = _listed(reads, rec.similar(movie_id, n, exclude=f.exclude | shown | hidden), want, f,
+                            {movie_id} | shown | hidden)
             if len(items) == want:
                 break
+    if controls.diversity <= 0:  # added movies join on merit (their content vector; not re-ranked by MMR)
+        items = new_items.similar(reads, rec, seed, items, want, added, {movie_id} | shown | hidden, f)
     items = _diversified(rec, items, k, controls.diversity, cursor.served)
     for item in items:
         item["reasons"] = [{"kind": "similar", "movie_id": movie_id, "title": seed.title, "share": 1.0}]

@@ -39,14 +39,15 @@ def backfill_ratings(ch: Any, db: Any, *, force: bool = False, progress: bool = 
 
 
 def backfill_likes(ch: Any, db: Any, *, force: bool = False, progress: bool = True) -> int | None:
-    """Every like event into ``user_events``; rows new there, or None when already done."""
+    """Every feedback event (each with its type) into ``user_events``; rows new there, or None
+    when already done. Forgotten users have no events left in ClickHouse to copy."""
     if postgres.backfill_done(db, "likes") is not None and not force:
         return None
     after: tuple[int, str] = (0, "")
     new = seen = 0
     with progress_bar(clickhouse.count_like_events(ch), "serving state: likes", "like", progress) as bar:
         while page := clickhouse.like_events_after(ch, after, LIKES_PER_PAGE):
-            new += postgres.insert_user_events(db, [(u, e, m, "like", ts) for u, e, m, ts in page])
+            new += postgres.insert_user_events(db, [(u, e, m, k, ts) for u, e, m, ts, k in page])
             seen += len(page)
             after = (page[-1][0], page[-1][1])
             bar.update(len(page))

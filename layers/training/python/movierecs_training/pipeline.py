@@ -31,15 +31,27 @@ DEFAULT_TOLERANCE = 0.02
 
 # -- low level -----------------------------------------------------------------------
 def extract_frame(ch_client, database: str = "movierecs") -> pd.DataFrame:
-    """Raw interactions: every rating (weight 1, its rating kept) and every like (rating 0)."""
+    """Raw interactions: every rating (weight 1, its rating kept) and every liked movie (rating 0).
+
+    Feedback (issue 12): per (user, movie) the latest like/unlike/not_interested wins. A movie
+    whose latest event is a like is a like row; one whose latest is an unlike or a
+    not_interested is left out altogether, its rating too (zero confidence: the user took it
+    back, so it is no positive evidence; iALS then treats it as any unobserved movie).
+    Forgotten users have no rows left in ClickHouse, so they are in no model trained after."""
     r = clickhouse.read_ratings(ch_client, database)
     try:
-        lk = clickhouse.read_latest_likes(ch_client, database)
+        fb = clickhouse.read_feedback_state(ch_client, database)
     except Exception as e:  # no likes table yet: ratings alone
         log.warning("no likes read from ClickHouse (%s); training on ratings only", str(e).splitlines()[0][:200])
-        lk = pd.DataFrame()
-    if lk.empty:  # an empty result may come back without columns (chDB's Native output)
-        lk = pd.DataFrame({"user_id": [], "movie_id": [], "ts": pd.to_datetime([], utc=True)})
+        fb = pd.DataFrame()
+    if fb.empty:  # an empty result may come back without columns (chDB's Native output)
+        fb = pd.DataFrame({"user_id": [], "movie_id": [], "last": [], "ts": pd.to_datetime([], utc=True)})
+    lk = fb[fb["last"] == "like"]
+    out = fb[fb["last"] != "like"]
+    if len(out):
+        gone = pd.MultiIndex.from_arrays([out["user_id"].astype(np.int64), out["movie_id"].astype(np.int64)])
+        pairs = pd.MultiIndex.from_arrays([r["user_id"].astype(np.int64), r["movie_id"].astype(np.int64)])
+        r = r[~pairs.isin(gone)].reset_index(drop=True)
     ri = ratings_to_interactions(r.assign(ts=pd.to_datetime(r["ts"], utc=True)), "binary")
     ri["rating"] = r["rating"].to_numpy(np.int16)
     li = likes_to_interactions(lk.assign(ts=pd.to_datetime(lk["ts"], utc=True)))

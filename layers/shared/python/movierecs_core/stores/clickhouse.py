@@ -32,7 +32,8 @@ DATABASE = "movierecs"
 #: loader's --create-tables use it).
 SCHEMA_FILE = Path(__file__).resolve().parents[5] / "infra" / "sql" / "clickhouse.sql"
 
-LIKE_COLUMNS = ["event_id", "user_id", "movie_id", "ts", "ingested_at"]
+#: The columns of ``likes``, which holds every feedback event (``type``: like, unlike, not_interested).
+LIKE_COLUMNS = ["event_id", "user_id", "movie_id", "ts", "ingested_at", "type"]
 DEAD_LETTER_COLUMNS = ["ts", "topic", "partition", "offset", "key", "value", "reason"]
 REQUEST_COLUMNS = ["ts", "function", "route", "status", "latency_ms", "model_version", "request_id"]
 
@@ -133,7 +134,7 @@ def create_tables(ch: Any, database: str = DATABASE) -> None:
 # read them out of ClickHouse, the history, to fill that state once (``movierecs_training
 # backfill``). Keyset pages (by user_id, event_id) keep each read small and resumable.
 _LIKES_PAGE_SQL = """
-SELECT user_id, event_id, any(movie_id), any(ts) FROM likes
+SELECT user_id, event_id, any(movie_id), any(ts), any(type) FROM likes
 WHERE (user_id, event_id) > ({u:UInt32}, {e:String})
 GROUP BY user_id, event_id
 ORDER BY user_id, event_id
@@ -144,14 +145,15 @@ _RATED_SQL = ("SELECT DISTINCT user_id, movie_id FROM ratings "
 
 
 def count_like_events(ch: Any) -> int:
-    """Distinct (user_id, event_id) like events stored."""
+    """Distinct (user_id, event_id) feedback events stored (every type)."""
     return int(ch.command("SELECT count() FROM (SELECT DISTINCT user_id, event_id FROM likes)"))
 
 
-def like_events_after(ch: Any, after: tuple[int, str], n: int) -> list[tuple[int, str, int, datetime]]:
-    """The next ``n`` like events after (user_id, event_id), in that order: (user, event, movie, ts)."""
+def like_events_after(ch: Any, after: tuple[int, str], n: int) -> list[tuple[int, str, int, datetime, str]]:
+    """The next ``n`` feedback events after (user_id, event_id), in that order:
+    (user, event, movie, ts, type)."""
     rows = ch.query(_LIKES_PAGE_SQL, parameters={"u": after[0], "e": after[1], "n": n}).result_rows
-    return [(int(u), str(e), int(m), _utc(t)) for u, e, m, t in rows]
+    return [(int(u), str(e), int(m), _utc(t), str(k)) for u, e, m, t, k in rows]
 
 
 def rated_between(ch: Any, lo: int, hi: int) -> list[tuple[int, int]]:
@@ -210,9 +212,22 @@ GROUP BY t ORDER BY t
 _LIKE_MINUTES_SQL = """
 SELECT toStartOfMinute(ts) AS t, uniqExact(event_id) AS n
 FROM likes
-WHERE ts >= {since:DateTime64(3, 'UTC')}
+WHERE ts >= {since:DateTime64(3, 'UTC')} AND type = 'like'
 GROUP BY t ORDER BY t
 """
+
+
+_FEEDBACK_MINUTES_SQL = """
+SELECT toStartOfMinute(ts) AS t, type, uniqExact(event_id) AS n
+FROM likes
+WHERE ts >= {since:DateTime64(3, 'UTC')}
+GROUP BY t, type ORDER BY t
+"""
+
+
+def feedback_minutes(ch: Any, since: datetime) -> list[Sequence[Any]]:
+    """(minute, type, distinct events) per minute and feedback type since ``since``."""
+    return ch.query(_FEEDBACK_MINUTES_SQL, parameters={"since": since}).result_rows
 
 
 def insert_requests(ch: Any, rows: Sequence[Sequence[Any]]) -> None:
@@ -236,10 +251,63 @@ def read_ratings(ch: Any, database: str = DATABASE) -> Any:
     return ch.query_df(f"SELECT user_id, movie_id, rating, ts FROM {ident(database)}.ratings FINAL")
 
 
+# The state of each (user, movie) with feedback: the latest like/unlike/not_interested wins
+# (by ts, then by when it was stored); ``ts`` is that latest event's.
+_FEEDBACK_STATE_SQL = """
+SELECT user_id, movie_id, last, latest AS ts FROM (
+    SELECT user_id, movie_id, argMax(type, (ts, ingested_at)) AS last, max(ts) AS latest
+    FROM {db}.likes FINAL GROUP BY user_id, movie_id)
+"""
+
+
+def read_feedback_state(ch: Any, database: str = DATABASE) -> Any:
+    """One row per (user_id, movie_id) with feedback: its latest type (``last``) and ts, as a DataFrame."""
+    return ch.query_df(_FEEDBACK_STATE_SQL.format(db=ident(database)))
+
+
 def read_latest_likes(ch: Any, database: str = DATABASE) -> Any:
-    """One row per liked (user_id, movie_id) with its newest ts, as a DataFrame."""
-    return ch.query_df(
-        f"SELECT user_id, movie_id, max(ts) AS ts FROM {ident(database)}.likes FINAL GROUP BY user_id, movie_id")
+    """One row per (user_id, movie_id) whose latest feedback is a like, with its ts, as a DataFrame."""
+    return ch.query_df(f"SELECT user_id, movie_id, ts FROM ({_FEEDBACK_STATE_SQL.format(db=ident(database))}) "
+                       "WHERE last = 'like'")
+
+
+# -- forgetting a user (DELETE /users/{id}) ---------------------------------------------------
+# Mutations run synchronously (mutations_sync = 2: on every replica), so when the call
+# returns no row of the user is left to read; dead letters are keyed by the user id as text.
+_DELETE_USER_SQL = {
+    "ratings": "ALTER TABLE {db}.ratings DELETE WHERE user_id = {{u:UInt32}} SETTINGS mutations_sync = 2",
+    "likes": "ALTER TABLE {db}.likes DELETE WHERE user_id = {{u:UInt32}} SETTINGS mutations_sync = 2",
+    "dead_letters": "ALTER TABLE {db}.dead_letters DELETE WHERE key = {{k:String}} SETTINGS mutations_sync = 2",
+}
+_COUNT_USER_SQL = {
+    "ratings": "SELECT count() FROM {db}.ratings WHERE user_id = {{u:UInt32}}",
+    "likes": "SELECT count() FROM {db}.likes WHERE user_id = {{u:UInt32}}",
+    "dead_letters": "SELECT count() FROM {db}.dead_letters WHERE key = {{k:String}}",
+}
+
+
+def count_user_rows(ch: Any, user_id: int, database: str = DATABASE) -> dict[str, int]:
+    """How many rows each table holds for ``user_id`` (ratings, likes = every feedback event, dead letters)."""
+    params = {"u": user_id, "k": str(user_id)}
+    return {t: int(ch.command(sql.format(db=ident(database)), parameters=params)) for t, sql in _COUNT_USER_SQL.items()}
+
+
+def delete_user(ch: Any, user_id: int, database: str = DATABASE) -> dict[str, int]:
+    """Delete every row of ``user_id``; returns how many each table held before."""
+    before = count_user_rows(ch, user_id, database)
+    params = {"u": user_id, "k": str(user_id)}
+    for table, sql in _DELETE_USER_SQL.items():
+        if before[table]:
+            ch.command(sql.format(db=ident(database)), parameters=params)
+    return before
+
+
+def delete_events(ch: Any, user_id: int, event_ids: Sequence[str], database: str = DATABASE) -> None:
+    """Delete the given feedback events of ``user_id`` (the consumer's clean-up after a deletion raced it)."""
+    if event_ids:
+        ch.command(f"ALTER TABLE {ident(database)}.likes DELETE WHERE user_id = {{u:UInt32}} "
+                   "AND event_id IN {ids:Array(String)} SETTINGS mutations_sync = 2",
+                   parameters={"u": user_id, "ids": list(event_ids)})
 
 
 def _pairs_between_sql(database: str) -> str:

@@ -18,15 +18,17 @@ from __future__ import annotations
 
 import re
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import unquote, urlparse
 
 from ..user_state import History
 from . import Unavailable
 from .clickhouse import ident
+
+T = TypeVar("T")
 
 #: The schema file, in the repository (only tests and the loader's --create-tables use it).
 SCHEMA_FILE = Path(__file__).resolve().parents[5] / "infra" / "sql" / "postgres.sql"
@@ -109,6 +111,38 @@ class Postgres:
                         raise _down(type(exc).__name__) from exc
         raise AssertionError("unreachable")
 
+    def transaction(self, body: Callable[[Callable[..., list[Sequence[Any]]]], T]) -> T:
+        """Run ``body(run)`` inside one transaction (``run(sql, **params)`` runs a statement in
+        it) and commit; any error rolls it back. No reconnect in the middle: a broken
+        connection is dropped and raised as ``Unavailable``, and the caller retries the whole."""
+        from pg8000.exceptions import DatabaseError
+
+        with self._lock:
+            if self._conn is None:
+                self._conn = self._connect()
+            try:
+                self._conn.run("BEGIN")
+                out = body(lambda sql, **params: self._statement(sql).run(**params))
+                self._conn.run("COMMIT")
+                return out
+            except DatabaseError as exc:
+                if _is_connection_error(exc):
+                    self._drop()
+                    raise _down("restarting") from exc
+                self._rollback()
+                raise
+            except Exception as exc:
+                self._drop()
+                if isinstance(exc, Unavailable):
+                    raise
+                raise _down(type(exc).__name__) from exc
+
+    def _rollback(self) -> None:
+        try:
+            self._conn.run("ROLLBACK")
+        except Exception:
+            self._drop()
+
     def _statement(self, sql: str) -> Any:
         """The connection's prepared statement for ``sql`` (statements are module constants,
         so the cache stays small; it is emptied if something builds SQL dynamically)."""
@@ -139,7 +173,7 @@ def schema_statements(schema: str = "public", path: Path = SCHEMA_FILE) -> list[
     """``CREATE SCHEMA`` plus the statements of ``infra/sql/postgres.sql``, qualified with ``schema``."""
     text = "\n".join(ln for ln in path.read_text().splitlines() if not ln.lstrip().startswith("--"))
     s = ident(schema)
-    tables = [re.sub(r"(CREATE TABLE IF NOT EXISTS|CREATE INDEX IF NOT EXISTS \w+ ON)\s+(\w+)", rf"\1 {s}.\2",
+    tables = [re.sub(r"(CREATE TABLE IF NOT EXISTS|CREATE INDEX IF NOT EXISTS \w+ ON|ALTER TABLE)\s+(\w+)", rf"\1 {s}.\2",
                      t.strip())
               for t in text.split(";") if t.strip()]
     return [f"CREATE SCHEMA IF NOT EXISTS {s}", *tables]
@@ -183,15 +217,26 @@ def count_rows(conn: Any, schema: str, table: str) -> int:
 
 # -- the serving state: each user's feedback events and rated movies ----------------------
 # The request path reads one user in one round trip over the environment's connection, as
-# one row: the liked movies newest first, each once, and (when the model does not hold them)
-# the rated movies. One row of arrays decodes faster than a row per movie.
-_LIKED = ("ARRAY(SELECT movie_id FROM user_events WHERE user_id = :u AND kind = 'like' "
-          "GROUP BY movie_id ORDER BY max(ts) DESC, movie_id)")
-_LIKED_SQL = f"SELECT {_LIKED}"
-_HISTORY_SQL = f"SELECT {_LIKED}, (SELECT movies FROM user_ratings WHERE user_id = :u)"
-_USER_LIKES_SQL = ("SELECT event_id, movie_id, ts FROM user_events WHERE user_id = :u AND kind = 'like' "
-                   "ORDER BY ts DESC, event_id DESC LIMIT :n")
-# One statement per batch, whatever its size: the columns travel as arrays.
+# one row of arrays (one row of arrays decodes faster than a row per movie). Per (user,
+# movie) the latest event wins (by ts, then by the order stored): the movies whose latest
+# event is a like, newest first; those whose latest is an unlike or not_interested (out of
+# the user's signal); those ever marked not_interested (never listed again); the deletion
+# time if the user was forgotten; and (when the model does not hold them) the rated movies.
+_LATEST = ("SELECT DISTINCT ON (movie_id) movie_id, kind, ts, seq, event_id FROM user_events WHERE user_id = :u "
+           "ORDER BY movie_id, ts DESC, seq DESC")
+_STATE = f"""WITH latest AS ({_LATEST})
+SELECT ARRAY(SELECT movie_id FROM latest WHERE kind = 'like' ORDER BY ts DESC, movie_id),
+       ARRAY(SELECT movie_id FROM latest WHERE kind <> 'like' ORDER BY movie_id),
+       ARRAY(SELECT DISTINCT movie_id FROM user_events WHERE user_id = :u AND kind = 'not_interested'),
+       (SELECT deleted_at FROM deleted_users WHERE user_id = :u),
+       ARRAY(SELECT movie_id FROM movies WHERE hidden),
+       ARRAY(SELECT movie_id FROM movies WHERE added_at IS NOT NULL AND NOT hidden ORDER BY movie_id)"""
+_LIKED_SQL = _STATE
+_HISTORY_SQL = f"{_STATE},\n       (SELECT movies FROM user_ratings WHERE user_id = :u)"
+_USER_LIKES_SQL = (f"SELECT event_id, movie_id, ts FROM ({_LATEST}) latest WHERE kind = 'like' "
+                   "ORDER BY ts DESC, seq DESC LIMIT :n")
+# One statement per batch, whatever its size: the columns travel as arrays, in the batch's
+# order (``seq`` keeps it).
 _INSERT_EVENTS_SQL = """
 INSERT INTO user_events (user_id, event_id, movie_id, kind, ts)
 SELECT * FROM unnest(CAST(:u AS int[]), CAST(:e AS text[]), CAST(:m AS int[]), CAST(:k AS text[]),
@@ -199,33 +244,161 @@ SELECT * FROM unnest(CAST(:u AS int[]), CAST(:e AS text[]), CAST(:m AS int[]), C
 ON CONFLICT (user_id, event_id) DO NOTHING
 RETURNING 1
 """
+# A forgotten user's rows and the consumer's batch are serialized per user by a transaction
+# advisory lock (class 12 = issue 12): the consumer holds it shared while it reads the
+# tombstones and inserts, DELETE /users holds it exclusively while it writes the tombstone and
+# deletes; so no batch that read "not deleted" can insert after the deletion committed.
+_LOCK_CLASS = 12
+_LOCK_SHARED_SQL = ("SELECT count(*) FROM (SELECT pg_advisory_xact_lock_shared(:c, u) "
+                    "FROM unnest(CAST(:u AS int[])) AS t(u)) locked")
+_LOCK_SQL = "SELECT count(*) FROM (SELECT pg_advisory_xact_lock(:c, :u)) locked"
+_TOMBSTONES_SQL = "SELECT user_id, deleted_at FROM deleted_users WHERE user_id = ANY(CAST(:u AS int[]))"
+_TOMBSTONE_SQL = """
+INSERT INTO deleted_users (user_id, deleted_at) VALUES (:u, CAST(:t AS timestamptz))
+ON CONFLICT (user_id) DO UPDATE SET deleted_at = GREATEST(deleted_users.deleted_at, EXCLUDED.deleted_at)
+RETURNING deleted_at
+"""
+_DELETE_USER_SQL = {
+    "user_events": "DELETE FROM user_events WHERE user_id = :u RETURNING 1",
+    "user_ratings": "DELETE FROM user_ratings WHERE user_id = :u RETURNING 1",
+    "users": "DELETE FROM users WHERE user_id = :u RETURNING 1",
+}
 _UPSERT_RATINGS_SQL = """
 INSERT INTO user_ratings (user_id, movies)
 SELECT u, array_agg(m ORDER BY m) FROM unnest(CAST(:u AS int[]), CAST(:m AS int[])) AS t(u, m) GROUP BY u
 ON CONFLICT (user_id) DO UPDATE SET movies = EXCLUDED.movies
 """
+_COUNT_USER_SQL = """SELECT (SELECT count(*) FROM user_events WHERE user_id = :u),
+       (SELECT count(*) FROM user_ratings WHERE user_id = :u),
+       (SELECT count(*) FROM users WHERE user_id = :u)"""
+
+
+def _history(row: Sequence[Any], ratings: bool) -> History:
+    return History(liked=[int(m) for m in row[0]], dropped={int(m) for m in row[1]},
+                   hidden={int(m) for m in row[2]} | {int(m) for m in row[4]}, deleted_at=row[3],
+                   added=[int(m) for m in row[5]], rated=set(row[6] or ()) if ratings else set())
 
 
 def user_history(db: Postgres, user_id: int, ratings: bool = True) -> History:
-    """Likes (newest first, each movie once) and, when ``ratings``, the rated movies of ``user_id``."""
-    row = db.run(_HISTORY_SQL if ratings else _LIKED_SQL, u=user_id)[0]
-    return History(liked=[int(m) for m in row[0]], rated=set(row[1] or ()) if ratings else set())
+    """The serving state of ``user_id``: likes (newest first, each movie once), the movies out
+    of their signal and those hidden for good, the deletion time and, when ``ratings``, the
+    rated movies."""
+    return _history(db.run(_HISTORY_SQL if ratings else _LIKED_SQL, u=user_id)[0], ratings)
+
+
+_HIDDEN_SQL = """SELECT ARRAY(SELECT DISTINCT movie_id FROM user_events WHERE user_id = :u AND kind = 'not_interested'),
+       ARRAY(SELECT movie_id FROM movies WHERE hidden),
+       ARRAY(SELECT movie_id FROM movies WHERE added_at IS NOT NULL AND NOT hidden ORDER BY movie_id)"""
+
+
+def user_hidden(db: Postgres, user_id: int | None) -> tuple[set[int], list[int]]:
+    """(movies never to list to ``user_id``: their not_interested ones and every movie the admin
+    hid; the movies added through the API and not hidden). ``user_id`` None: no user."""
+    row = db.run(_HIDDEN_SQL, u=user_id or 0)[0]
+    return {int(m) for m in row[0]} | {int(m) for m in row[1]}, [int(m) for m in row[2]]
+
+
+# -- the catalogue's admin side (POST /admin/movies, PATCH /admin/movies/{id}) ----------------
+_MOVIE_LOCK_SQL = "SELECT count(*) FROM (SELECT pg_advisory_xact_lock(:c, 0)) locked"
+_ADD_MOVIE_SQL = """
+INSERT INTO movies (movie_id, title, year, genres, added_at)
+SELECT COALESCE(max(movie_id), 0) + 1, :t, CAST(:y AS int), CAST(:g AS text[]), now() FROM movies
+RETURNING movie_id, title, year, genres, added_at, hidden
+"""
+_SET_HIDDEN_SQL = ("UPDATE movies SET hidden = :h WHERE movie_id = :m "
+                   "RETURNING movie_id, title, year, genres, added_at, hidden")
+
+
+def add_movie(db: Postgres, title: str, year: int | None, genres: Sequence[str]) -> Sequence[Any]:
+    """Insert a movie with the next free id (one at a time, under a lock); its row."""
+
+    def body(run: Callable[..., list[Sequence[Any]]]) -> Sequence[Any]:
+        run(_MOVIE_LOCK_SQL, c=_LOCK_CLASS + 1)
+        return run(_ADD_MOVIE_SQL, t=title, y=year, g=list(genres))[0]
+
+    return db.transaction(body)
+
+
+def set_movie_hidden(db: Postgres, movie_id: int, hidden: bool) -> Sequence[Any] | None:
+    """Hide or show a movie; its row, or None for an unknown id."""
+    rows = db.run(_SET_HIDDEN_SQL, h=hidden, m=movie_id)
+    return rows[0] if rows else None
 
 
 def user_likes(db: Postgres, user_id: int, limit: int) -> list[tuple[str, int, datetime]]:
-    """The newest ``limit`` like events of ``user_id``: (event_id, movie_id, ts)."""
+    """The user's liked movies, newest first, ``limit`` at most: (event_id, movie_id, ts) of the
+    like that is each movie's latest event (an unliked movie is not listed)."""
     return [(str(e), int(m), ts) for e, m, ts in db.run(_USER_LIKES_SQL, u=user_id, n=limit)]
 
 
 def insert_user_events(db: Any, rows: Sequence[tuple[int, str, int, str, datetime]]) -> int:
     """Insert (user_id, event_id, movie_id, kind, ts) rows in one statement; how many were new.
 
-    ``db`` is a ``Postgres`` or a pg8000 native connection (both have ``run``)."""
+    ``db`` is a ``Postgres`` or a pg8000 native connection (both have ``run``). No tombstone
+    check: the consumer uses ``insert_feedback``."""
     if not rows:
         return 0
+    return len(_insert(db.run, rows))
+
+
+def _insert(run: Callable[..., list[Sequence[Any]]], rows: Sequence[tuple[int, str, int, str, datetime]]) -> list:
     cols = list(zip(*rows))
-    return len(db.run(_INSERT_EVENTS_SQL, u=list(cols[0]), e=list(cols[1]), m=list(cols[2]), k=list(cols[3]),
-                      t=[ts.isoformat() for ts in cols[4]]) or [])
+    return run(_INSERT_EVENTS_SQL, u=list(cols[0]), e=list(cols[1]), m=list(cols[2]), k=list(cols[3]),
+               t=[ts.isoformat() for ts in cols[4]]) or []
+
+
+def tombstones(db: Postgres, user_ids: Sequence[int]) -> dict[int, datetime]:
+    """The deletion time of each forgotten user among ``user_ids``."""
+    if not user_ids:
+        return {}
+    return {int(u): t for u, t in db.run(_TOMBSTONES_SQL, u=sorted(set(user_ids)))}
+
+
+def insert_feedback(db: Postgres, rows: Sequence[tuple[int, str, int, str, datetime]],
+                    produced: Sequence[datetime]) -> tuple[int, list[int]]:
+    """Insert the batch's events, except those of forgotten users produced at or before the
+    deletion (``produced[i]`` is when row i was produced); one transaction under the users'
+    shared locks. Returns (rows new, indexes of the rows refused as forgotten)."""
+    if not rows:
+        return 0, []
+    users = sorted({r[0] for r in rows})
+
+    def body(run: Callable[..., list[Sequence[Any]]]) -> tuple[int, list[int]]:
+        run(_LOCK_SHARED_SQL, c=_LOCK_CLASS, u=users)
+        dead = {int(u): t for u, t in run(_TOMBSTONES_SQL, u=users)}
+        refused = [i for i, r in enumerate(rows) if r[0] in dead and produced[i] <= dead[r[0]]]
+        keep = [r for i, r in enumerate(rows) if i not in set(refused)]
+        return (len(_insert(run, keep)) if keep else 0), refused
+
+    return db.transaction(body)
+
+
+def forget_user(db: Postgres, user_id: int, deleted_at: datetime) -> dict[str, Any]:
+    """Write the tombstone and delete every serving-state row of ``user_id`` in one transaction
+    (under the user's exclusive lock); returns the deletion time kept and the rows deleted."""
+
+    def body(run: Callable[..., list[Sequence[Any]]]) -> dict[str, Any]:
+        run(_LOCK_SQL, c=_LOCK_CLASS, u=user_id)
+        kept = run(_TOMBSTONE_SQL, u=user_id, t=deleted_at.isoformat())[0][0]
+        deleted = {table: len(run(sql, u=user_id) or []) for table, sql in _DELETE_USER_SQL.items()}
+        return {"deleted_at": kept, "rows": deleted}
+
+    return db.transaction(body)
+
+
+_DELETION_MINUTES_SQL = ("SELECT date_trunc('minute', deleted_at) AS t, count(*) FROM deleted_users "
+                         "WHERE deleted_at >= CAST(:since AS timestamptz) GROUP BY t ORDER BY t")
+
+
+def deletion_minutes(db: Any, since: datetime) -> list[Sequence[Any]]:
+    """(minute, users forgotten) per minute since ``since`` (each user's latest deletion)."""
+    return db.run(_DELETION_MINUTES_SQL, since=since.isoformat())
+
+
+def count_user_rows(db: Any, user_id: int) -> dict[str, int]:
+    """Rows ``user_id`` has in user_events, user_ratings and users (tests, the deletion's answer)."""
+    e, r, u = db.run(_COUNT_USER_SQL, u=user_id)[0]
+    return {"user_events": int(e), "user_ratings": int(r), "users": int(u)}
 
 
 def upsert_user_ratings(db: Any, pairs: Sequence[tuple[int, int]]) -> None:
