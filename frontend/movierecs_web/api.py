@@ -127,3 +127,19 @@ def admin_reload(version: str | None) -> dict[str, Any]:
 
 def admin_retrain() -> dict[str, Any]:
     return _call("POST", "/admin/retrain", body={}, admin=True)
+
+
+def admin_experiments() -> dict[str, Any]:
+    """GET /admin/experiments: every experiment with its report, newest first."""
+    return _call("GET", "/admin/experiments", admin=True)
+
+
+def admin_start_experiment(body: dict[str, Any]) -> dict[str, Any]:
+    """POST /admin/experiments: 201 with the experiment; 400/404/409 become ApiError."""
+    return _call("POST", "/admin/experiments", body=body, admin=True)
+
+
+def admin_stop_experiment(experiment_id: str, decision: str) -> dict[str, Any]:
+    """POST /admin/experiments/{id}/stop with "promote" or "keep"; 409 if it is not running."""
+    return _call("POST", f"/admin/experiments/{experiment_id}/stop", body={"decision": decision},
+                 admin=True)

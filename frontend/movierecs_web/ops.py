@@ -1,9 +1,11 @@
-"""The ops page: live charts from /admin/stats, error log, model versions, reload, retrain."""
+"""The ops page: live charts from /admin/stats, the like-rate per model version, experiments,
+error log, model versions, reload, retrain."""
 from __future__ import annotations
 
 import reflex as rx
 
 from .components import section_title, shell
+from .experiments_panel import experiments_card, like_rate_card
 from .ops_state import ErrorLine, OpsState, Version
 
 CHART_H = 200
@@ -199,10 +201,13 @@ def page() -> rx.Component:
                 gap="0.75em", wrap="wrap", width="100%",
             ),
             charts(),
+            like_rate_card(),
+            experiments_card(),
             versions_table(),
             error_log(),
             rx.text("Updated ", OpsState.updated, size="1", color_scheme="gray"),
             spacing="4", width="100%", id="ops-root", data_updated=OpsState.updated,
+            data_refreshes=OpsState.refreshes.to_string(),
             data_loading=rx.cond(OpsState.loading, "true", "false"),
         ),
     )
