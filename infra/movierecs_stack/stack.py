@@ -19,7 +19,7 @@ from pathlib import Path
 
 from . import procs
 from .config import HOST, PORTS, Layout
-from .deploy import deploy
+from .deploy import StaleCloudState, deploy
 from .endpoints import admin_api_key, build_endpoints, read_endpoints, write_endpoints
 from .services import (BACKING, FRONTEND, Ctx, Service, ServiceError, consumer_lag_line, http_get, kafka_topics,
                        pg_connect)
@@ -198,7 +198,16 @@ class Stack:
             raise
         api_url = None
         if deploy_app:
-            api_url = self.deploy(key)
+            try:
+                api_url = self.deploy(key)
+            except StaleCloudState:
+                if "localstack" in self.started:  # a fresh LocalStack failed: the template is at fault
+                    raise
+                say("localstack: the deploy failed on the running LocalStack, whose CloudFormation cannot update "
+                    "some resources in place (an API stage, localstack issue 13505); restarting it to deploy "
+                    "afresh (its AWS state is in memory; the data in ClickHouse, PostgreSQL and Kafka stays)")
+                self.ensure(self.service("localstack"), force_restart=True)
+                api_url = self.deploy(key)
         else:
             api_url = (read_endpoints(self.ctx.layout) or {}).get("api")
         endpoints = build_endpoints(self.ctx.layout, api_url, self.ctx.env)
