@@ -72,7 +72,9 @@ def hour_label(t: str, multi_day: bool) -> str:
 
 
 def _round_pct(x: float) -> float:
-    return round(x * 100, 3)
+    """A rate as % for the chart: two decimals, three below 1 % (rates here are often tiny)."""
+    p = x * 100
+    return round(p, 2 if abs(p) >= 1 else 3)
 
 
 def online_chart(online: dict | None) -> tuple[list[dict], list[dict]]:

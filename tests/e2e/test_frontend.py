@@ -18,7 +18,11 @@ keeps only cards of it, each time exactly the API's filtered list; the diversity
 turns the list into the API's diversity=1 list; Load more appends the API's next page (no
 movie twice); "only N match" shows when the API says the filters are exhausted; under each
 card its reasons name the history movies the API gives, and a new user's cards say
-"Popular with everyone".
+"Popular with everyone". The online parts of the ops page (issue 13): the like-rate chart has
+a line per model version GET /admin/stats lists (its table the same versions and counts, its
+tooltip the interval); an A/A experiment started from the page's form shows in the panel and
+"Keep control" (after a confirmation) ends it with decision keep, as the API then says; a
+bad start shows the API's own 400 message. No experiment of these tests is left running.
 """
 from __future__ import annotations
 
@@ -50,6 +54,7 @@ LOOPBACK = {"127.0.0.1"}
 MODEL_USERS = (1, 6040)          # MovieLens 1M users: in the model
 sys.path.insert(0, str(ROOT / "frontend"))
 from movierecs_web.posters import display_title  # noqa: E402  (pure: no Reflex import)
+from movierecs_web.online import pct  # noqa: E402  (pure: no Reflex import)
 
 LIKE_VISIBLE_S = 20.0            # contract: 5 s; generous for a loaded 2-core machine
 WAIT_MS = 60_000                 # first API calls may hit cold Lambda environments
@@ -98,6 +103,10 @@ class Api:
                           headers={"x-api-key": self.key} if admin else {})
         assert r.status_code == 200, f"GET {path} answered {r.status_code}: {r.text[:300]}"
         return r.json()
+
+    def post(self, path: str, body: dict) -> requests.Response:
+        return self.http.post(self.base + path, json=body, timeout=60,
+                              headers={"x-api-key": self.key})
 
 
 @pytest.fixture(scope="module")
@@ -575,3 +584,198 @@ def test_reasons_under_each_card(browser, api):
     texts = s.page.eval_on_selector_all("#recs-grid .reasons", "els => els.map(e => e.textContent.trim())")
     assert texts == ["Popular with everyone"] * len(shown_ids(s)) and texts
     s.assert_clean()
+
+
+# --------------------------------------------------------------------------- online and experiments (issue 13)
+EXPERIMENT_FREE_S = 240.0        # another engineer's experiment may still be running
+
+
+def open_ops(s: Session) -> None:
+    s.page.goto(s.base + "/ops")
+    wait_ops_loaded(s)
+
+
+def refreshes(s: Session) -> int:
+    return int(s.page.get_attribute("#ops-root", "data-refreshes") or 0)
+
+
+def wait_ops_loaded(s: Session, after: int = 0) -> None:
+    """Wait until more than `after` refreshes of the ops page have finished."""
+    s.page.wait_for_function(
+        "n => { const r = document.querySelector('#ops-root');"
+        " return r && Number(r.dataset.refreshes) > n && r.dataset.loading === 'false'; }",
+        arg=after)
+
+
+def online_versions(api: Api) -> dict[str, dict]:
+    stats = api.get("/admin/stats", admin=True, minutes=60)
+    return {v["model_version"]: v for v in stats["online"]["versions"]}
+
+
+def test_online_chart_has_a_line_per_version(browser, api):
+    for user_id in (1, 2, 3):  # lists served now, so the window has impressions
+        api.get("/recommendations", user_id=user_id, k=5)
+    before = online_versions(api)
+    s = browser()
+    open_ops(s)
+    after = online_versions(api)
+    assert before or after, "GET /admin/stats lists no version with impressions in 60 min"
+
+    rows = s.page.locator("#online-table .online-row")
+    shown = [rows.nth(i).get_attribute("data-version") for i in range(rows.count())]
+    assert len(shown) == len(set(shown))
+    # The window slides and traffic goes on between the reads: versions in both reads must be
+    # shown, and nothing that is in neither.
+    assert set(before) & set(after) <= set(shown) <= set(before) | set(after), (before.keys(), shown)
+    s.page.wait_for_selector("#chart-online .recharts-surface")
+    assert s.page.locator("#chart-online .recharts-line").count() == len(shown)
+    assert s.page.locator("#chart-online .online-band").count() == len(shown)
+    legend = s.page.eval_on_selector_all("#chart-online .recharts-legend-item-text",
+                                         "els => els.map(e => e.textContent.trim())")
+    assert sorted(legend) == sorted(shown)
+    # A dot per hourly point: at least one per line, at most every hour either read has.
+    dots = s.page.locator("#chart-online .recharts-line-dots circle").count()
+    hours = sum(max(len(before.get(v, {}).get("hourly", [])), len(after.get(v, {}).get("hourly", [])))
+                for v in shown)
+    assert len(shown) <= dots <= hours, (dots, hours)
+
+    # Counts and rates of a version whose figures did not move between the two reads.
+    steady = [v for v in shown if v in before and v in after
+              and before[v]["impressions"] == after[v]["impressions"]
+              and before[v]["converted"] == after[v]["converted"]]
+    for v in steady:
+        row = s.page.locator(f'#online-table .online-row[data-version="{v}"]')
+        assert int(row.locator(".online-impressions").inner_text()) == after[v]["impressions"]
+        assert int(row.locator(".online-converted").inner_text()) == after[v]["converted"]
+        assert row.locator(".online-rate").inner_text() == pct(after[v]["rate"])
+
+    # The tooltip names each version's rate and its interval ("lo ~ hi %").
+    grid = s.page.locator("#chart-online .recharts-cartesian-grid")
+    grid.scroll_into_view_if_needed()
+    box = grid.bounding_box()
+    s.page.mouse.move(box["x"] + box["width"] * 0.5, box["y"] + box["height"] * 0.4)
+    tip = s.page.locator("#chart-online .recharts-tooltip-wrapper")
+    s.page.wait_for_function(
+        "() => { const t = document.querySelector('#chart-online .recharts-tooltip-wrapper');"
+        " return t && t.textContent.includes(' ~ '); }")
+    assert " %" in tip.inner_text()
+    s.shot("ops_online")
+    s.assert_clean()
+
+
+def _running(api: Api) -> list[dict]:
+    return [e for e in api.get("/admin/experiments", admin=True)["items"] if e["status"] == "running"]
+
+
+def wait_no_experiment(api: Api) -> None:
+    deadline = time.monotonic() + EXPERIMENT_FREE_S
+    while (running := _running(api)) and time.monotonic() < deadline:
+        time.sleep(3)
+    if running:
+        pytest.fail(f"experiment {running[0]['experiment_id']} (not this test's) is still running "
+                    f"after {EXPERIMENT_FREE_S:.0f} s; one runs at a time")
+
+
+def stop_own_experiments(api: Api, version: str, started_after: str) -> None:
+    """Stop (keep) what this test started and left running; never another test's experiment."""
+    for e in _running(api):
+        if e["control"] == e["candidate"] == version and e["created_at"] >= started_after:
+            r = api.post(f"/admin/experiments/{e['experiment_id']}/stop", {"decision": "keep"})
+            assert r.status_code in (200, 409), r.text
+
+
+def test_start_an_aa_experiment_and_keep_control_from_the_page(browser, api):
+    wait_no_experiment(api)
+    version = api.get("/admin/models", admin=True)["current"]
+    assert version, "no model version is served"
+    started_after = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(time.time() - 5))
+    s = browser()
+    try:
+        open_ops(s)
+        assert s.page.locator("#no-running").count() == 1
+        s.page.select_option("#exp-control", version)
+        s.page.select_option("#exp-candidate", version)
+        s.page.fill("#exp-share", "0.1")
+        s.page.fill("#exp-min", "2000")
+        s.page.fill("#exp-hours", "72")
+        stamp = refreshes(s)
+        s.page.click("#exp-start")
+        s.page.wait_for_selector("#start-result")
+        assert s.page.get_attribute("#start-result", "data-ok") == "true", s.page.inner_text("#start-result")
+        wait_ops_loaded(s, stamp)
+
+        running = _running(api)
+        assert len(running) == 1, running
+        exp = running[0]
+        assert exp["control"] == exp["candidate"] == version and exp["share"] == 0.1
+        assert (exp["min_impressions"], exp["max_hours"]) == (2000, 72)
+        panel = s.page.locator("#running-experiment")
+        assert panel.get_attribute("data-experiment-id") == exp["experiment_id"]
+        assert exp["experiment_id"] in s.page.inner_text("#start-result")
+        for arm in ("control", "candidate"):
+            card_ = panel.locator(f'.arm-card[data-arm="{arm}"]')
+            assert card_.locator(".arm-version").inner_text() == version
+            assert int(card_.locator(".arm-users").inner_text()) >= 0
+        assert s.page.inner_text("#rules-reason") != ""
+        s.shot("ops_experiment_running")
+
+        # "Keep control" asks first; Cancel leaves it running.
+        s.page.click("#exp-keep")
+        dialog = s.page.get_by_role("alertdialog")
+        dialog.wait_for()
+        assert version in dialog.inner_text()
+        s.page.click("#confirm-cancel")
+        dialog.wait_for(state="hidden")
+        assert [e["experiment_id"] for e in _running(api)] == [exp["experiment_id"]]
+
+        s.page.click("#exp-keep")
+        dialog.wait_for()
+        stamp = refreshes(s)
+        s.page.click("#confirm-stop")
+        s.page.wait_for_selector("#stop-result")
+        assert s.page.get_attribute("#stop-result", "data-ok") == "true", s.page.inner_text("#stop-result")
+        assert f"now serving {version}" in s.page.inner_text("#stop-result")
+        wait_ops_loaded(s, stamp)
+
+        ended = api.get(f"/admin/experiments/{exp['experiment_id']}", admin=True)
+        assert (ended["status"], ended["decision"]) == ("stopped", "keep"), ended
+        assert not [e for e in _running(api) if e["experiment_id"] == exp["experiment_id"]]
+        assert s.page.locator("#no-running").count() == 1
+        past = s.page.locator(f'.past-row[data-experiment-id="{exp["experiment_id"]}"]')
+        assert past.get_attribute("data-decision") == "keep"
+        # The models were refreshed: the version kept is the one marked current.
+        assert version in s.page.inner_text(".version-row:has(.current-badge)")
+        s.shot("ops_experiment_kept")
+        s.assert_clean()
+    finally:
+        stop_own_experiments(api, version, started_after)
+
+
+def test_a_bad_experiment_start_shows_the_apis_message(browser, api):
+    version = api.get("/admin/models", admin=True)["current"]
+    body = {"control": version, "candidate": version, "share": 0.0, "min_impressions": 2000,
+            "max_hours": 72.0}
+    started_after = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(time.time() - 5))
+    try:
+        direct = api.post("/admin/experiments", body)
+        assert direct.status_code == 400, direct.text
+        message = direct.json()["error"]
+        s = browser()
+        open_ops(s)
+        s.page.select_option("#exp-control", version)
+        s.page.select_option("#exp-candidate", version)
+        s.page.fill("#exp-share", "0")
+        s.page.click("#exp-start")
+        s.page.wait_for_selector("#start-result")
+        text = s.page.inner_text("#start-result")
+        assert s.page.get_attribute("#start-result", "data-ok") == "false"
+        assert message in text and "HTTP 400" in text, (message, text)
+        # What cannot be sent at all is said on the page, without a call.
+        s.page.fill("#exp-share", "a tenth")
+        s.page.click("#exp-start")
+        s.page.wait_for_function(
+            "() => document.querySelector('#start-result').textContent.includes('Share must be a number')")
+        s.shot("ops_experiment_bad_start")
+        s.assert_clean()
+    finally:
+        stop_own_experiments(api, version, started_after)

@@ -32,7 +32,7 @@ ONLINE = {
          "likes": 13, "rate": 0.012225, "ci95": [0.005233, 0.028295],
          "by_arm": {"candidate": {"impressions": 7, "rate": 0.0, "ci95": [0.0, 0.35433]},
                     "control": {"impressions": 235, "rate": 0.004255, "ci95": [0.0007, 0.0237]}},
-         "hourly": [_point("2026-12-03T16:00:00Z", 200, 2, 0.0027, 0.0358),
+         "hourly": [_point("2026-12-03T16:00:00Z", 200, 2, 0.002714, 0.0358),
                     _point("2026-12-03T17:00:00Z", 209, 3, 0.0049, 0.0413)]},
     ],
 }
@@ -53,8 +53,9 @@ def test_chart_rates_and_bands_are_percent_and_missing_hours_are_absent():
     first, second = rows
     assert "s0" not in first and "s0_ci" not in first  # version 0 served nothing at 16:00
     assert second["s0"] == pytest.approx(20.0)
-    assert second["s0_ci"] == [3.622, 62.447]  # 0.624465 -> 62.4465 %, rounded to 3 places
+    assert second["s0_ci"] == pytest.approx([3.62, 62.45], abs=0.006)  # 2 decimals from 1 %
     assert first["s1"] == pytest.approx(1.0)
+    assert first["s1_ci"] == [0.271, 3.58]  # three decimals below 1 %, two above
     assert first["s1_ci"][0] < first["s1"] < first["s1_ci"][1]
 
 
