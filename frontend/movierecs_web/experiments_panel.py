@@ -263,8 +263,9 @@ def past_row(e: Experiment) -> rx.Component:
             e.decision, ("promote", "grass"), ("keep", "orange"), "gray")),
             class_name="past-decision"),
         rx.table.cell(rx.text(e.reason, size="1")),
-        rx.table.cell(rx.text(e.difference, " (", e.interval, ")", size="1",
-                              white_space="nowrap")),
+        rx.table.cell(rx.vstack(rx.text(e.difference, size="1", white_space="nowrap"),
+                                rx.text(e.interval, size="1", color_scheme="gray"),
+                                spacing="0")),
         rx.table.cell(rx.text(e.ended_at, size="1", white_space="nowrap")),
         class_name="past-row", data_experiment_id=e.experiment_id, data_decision=e.decision,
         align="center",
@@ -295,7 +296,7 @@ def experiments_card() -> rx.Component:
                         rx.table.header(rx.table.row(
                             *[rx.table.column_header_cell(h) for h in
                               ["Experiment", "Control", "Candidate", "Status", "Decision",
-                               "Why", "Difference (interval)", "Ended (UTC)"]])),
+                               "Why", "Difference, interval", "Ended (UTC)"]])),
                         rx.table.body(rx.foreach(OpsState.past, past_row)),
                         size="1", width="100%",
                     ),
