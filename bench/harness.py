@@ -50,9 +50,10 @@ SCHEMA_VERSION = 1
 
 # Figure modules in the order the report shows them; `python -m bench` runs these.
 MODULES: tuple[str, ...] = ("stack_start", "api", "model", "retrain", "frontend", "load")
-# Modules too long for every `make bench` (the soak runs up to an hour): run them by name,
+# Modules too long for every `make bench` (the soak runs up to an hour) or that change the
+# deployed functions or publish model versions (experiments, impressions): run them by name,
 # `python -m bench --only soak` or `python -m bench.soak`; their results are still rendered.
-ON_REQUEST: frozenset[str] = frozenset({"soak"})
+ON_REQUEST: frozenset[str] = frozenset({"soak", "experiments", "impressions"})
 
 # Percentiles every distribution reports (the quantile curve keeps 0..100 for plots).
 SUMMARY_PERCENTILES: tuple[float, ...] = (50.0, 90.0, 95.0, 99.0, 99.9)

@@ -16,6 +16,8 @@ from typing import Any
 
 import requests
 
+from .controls import NO_FILTERS, Filters
+
 ROOT = Path(__file__).resolve().parents[2]
 ENDPOINTS = ROOT / ".movierecs" / "endpoints.json"
 TIMEOUT_S = 15.0
@@ -28,9 +30,11 @@ _session.trust_env = False
 class ApiError(Exception):
     """An API call failed; `str(err)` is a message fit to show to a person."""
 
-    def __init__(self, message: str, status: int | None = None) -> None:
+    def __init__(self, message: str, status: int | None = None, code: str | None = None) -> None:
         super().__init__(message)
         self.status = status
+        # The API's machine-readable `code`, when it sends one (cursor_stale, ...).
+        self.code = code
 
 
 def _endpoints() -> dict[str, Any]:
@@ -67,17 +71,29 @@ def _call(method: str, path: str, *, params: dict | None = None, body: dict | No
         data = {}
     if resp.status_code >= 400:
         msg = data.get("error") if isinstance(data, dict) else None
+        code = data.get("code") if isinstance(data, dict) else None
         raise ApiError(f"{msg or resp.reason or 'request failed'} (HTTP {resp.status_code})",
-                       resp.status_code)
+                       resp.status_code, str(code) if code else None)
     return data if isinstance(data, dict) else {}
 
 
-def recommendations(user_id: int, k: int) -> dict[str, Any]:
-    return _call("GET", "/recommendations", params={"user_id": user_id, "k": k})
+def _listing_params(k: int, filters: Filters, cursor: str | None) -> dict[str, Any]:
+    params: dict[str, Any] = {"k": k, **filters.params()}
+    if cursor:
+        params["cursor"] = cursor
+    return params
 
 
-def similar(movie_id: int, k: int) -> dict[str, Any]:
-    return _call("GET", f"/movies/{movie_id}/similar", params={"k": k})
+def recommendations(user_id: int, k: int, filters: Filters = NO_FILTERS,
+                    cursor: str | None = None) -> dict[str, Any]:
+    """One page of the user's list; `cursor` is the previous page's `next_cursor`."""
+    return _call("GET", "/recommendations",
+                 params={"user_id": user_id, **_listing_params(k, filters, cursor)})
+
+
+def similar(movie_id: int, k: int, filters: Filters = NO_FILTERS,
+            cursor: str | None = None) -> dict[str, Any]:
+    return _call("GET", f"/movies/{movie_id}/similar", params=_listing_params(k, filters, cursor))
 
 
 def movie(movie_id: int) -> dict[str, Any]:

@@ -76,13 +76,26 @@ def like_button(m: Movie, on_like) -> rx.Component:
     )
 
 
-def movie_card(m: Movie, on_like, poster_height=("150px", "190px")) -> rx.Component:
+def reasons_line(m: Movie) -> rx.Component:
+    """Why the movie is on the list, in words; the shares are in the tooltip."""
+    return rx.cond(
+        m.reasons != "",
+        rx.text(m.reasons, size="1", color_scheme="gray", title=m.reasons_detail,
+                class_name="reasons", data_reason_ids=m.reason_ids, font_style="italic",
+                style={"display": "-webkit-box", "-webkit-line-clamp": "3",
+                       "-webkit-box-orient": "vertical", "overflow": "hidden"}),
+    )
+
+
+def movie_card(m: Movie, on_like, poster_height=("150px", "190px"),
+               show_reasons: bool = False) -> rx.Component:
     return rx.card(
         rx.inset(poster(m, poster_height), side="top", pb="current"),
         rx.vstack(
             rx.text(m.title, size="2", weight="bold", trim="both", line_clamp=2,
                     title=m.full_title, class_name="movie-title"),
-            rx.text(m.genres, size="1", color_scheme="gray", line_clamp=1),
+            rx.text(m.genres, size="1", color_scheme="gray", line_clamp=1, class_name="movie-genres"),
+            *([reasons_line(m)] if show_reasons else []),
             rx.box(like_button(m, on_like), margin_top="auto", width="100%"),
             spacing="2", padding_top="0.6em", flex_grow="1",
         ),

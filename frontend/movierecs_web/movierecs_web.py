@@ -2,7 +2,8 @@
 import reflex as rx
 
 from . import ops, recommendations
-from .state import OpsState, RecState
+from .ops_state import OpsState
+from .state import RecState
 
 app = rx.App()
 app.add_page(recommendations.page, route="/", title="MovieRecs · Recommendations",

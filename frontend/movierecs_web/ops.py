@@ -4,7 +4,7 @@ from __future__ import annotations
 import reflex as rx
 
 from .components import section_title, shell
-from .state import ErrorLine, OpsState, Version
+from .ops_state import ErrorLine, OpsState, Version
 
 CHART_H = 200
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 import reflex as rx
 
 from .components import movie_card, section_title, shell
+from .filters_panel import filters_card, list_notes, load_more
 from .state import EXAMPLE_USERS, Like, RecState
 
 
@@ -71,7 +72,7 @@ def skeleton_grid() -> rx.Component:
 
 def recs_grid() -> rx.Component:
     return rx.grid(
-        rx.foreach(RecState.items, lambda m: movie_card(m, RecState.like)),
+        rx.foreach(RecState.items, lambda m: movie_card(m, RecState.like, show_reasons=True)),
         columns=rx.breakpoints(initial="2", sm="3", md="4", lg="5"), spacing="4", width="100%",
         id="recs-grid",
     )
@@ -149,14 +150,18 @@ def page() -> rx.Component:
             ),
             rx.card(rx.vstack(user_form(), example_users(), spacing="3", width="100%"),
                     width="100%", size="2"),
+            filters_card(),
             rx.cond(RecState.error != "",
                     rx.callout(RecState.error, icon="circle-alert", color_scheme="red",
                                role="alert", width="100%", id="error")),
             strategy_banner(),
+            list_notes(),
             rx.flex(
                 rx.box(
                     rx.cond(RecState.loading & (RecState.items.length() == 0), skeleton_grid(),
-                            rx.cond(RecState.items.length() > 0, recs_grid(), empty_state())),
+                            rx.cond(RecState.items.length() > 0, recs_grid(),
+                                    rx.cond(RecState.exhausted, rx.fragment(), empty_state()))),
+                    load_more(),
                     similar_section(),
                     flex="1 1 600px", min_width="0",
                 ),

@@ -1,4 +1,6 @@
-"""Reflex state: runs on the Reflex backend; each handler calls the API through `api`.
+"""Reflex state of the recommendations page (the ops page's is in ops_state.py).
+
+It runs on the Reflex backend; each handler calls the API through `api`.
 
 Handlers are async and run the blocking `requests` calls in a thread, so one slow API
 call does not stall other browser sessions. State vars are sent to the browser: nothing
@@ -13,7 +15,7 @@ import random
 
 import reflex as rx
 
-from . import api, posters
+from . import api, controls, posters
 
 EXAMPLE_USERS = [1, 42, 1000]
 NEW_USER_MIN = 100_001
@@ -39,6 +41,25 @@ class Movie:
     poster: str = ""
     liked: bool = False
     pending: bool = False
+    # Why it is recommended, in words ("Because you liked ..."), the shares for the tooltip,
+    # and the history movies named (comma-separated ids, for tests).
+    reasons: str = ""
+    reasons_detail: str = ""
+    reason_ids: str = ""
+
+
+@dataclasses.dataclass
+class GenreChip:
+    """One genre chip: `mode` cycles any -> include -> exclude (controls.NEXT_MODE)."""
+
+    genre: str = ""
+    mode: str = "any"
+    label: str = ""
+
+
+def chips_for(modes: dict[str, str]) -> list[GenreChip]:
+    return [GenreChip(genre=g, mode=modes.get(g, "any"), label=controls.chip_label(g, modes.get(g, "any")))
+            for g in controls.GENRES]
 
 
 @dataclasses.dataclass
@@ -52,11 +73,14 @@ def to_movie(item: dict, liked: set[int]) -> Movie:
     title = str(item.get("title") or f"Movie {item.get('movie_id')}")
     genres = [str(g) for g in item.get("genres") or []]
     year = item.get("year")
+    reasons = item.get("reasons") or []
     return Movie(
         movie_id=int(item["movie_id"]), title=posters.display_title(title), full_title=title,
         year=str(year) if year else "",
         genres=" · ".join(genres), initials=posters.initials(title),
         poster=posters.background(title, genres), liked=int(item["movie_id"]) in liked,
+        reasons=controls.reasons_text(reasons), reasons_detail=controls.reasons_detail(reasons),
+        reason_ids=",".join(str(i) for i in controls.reason_ids(reasons)),
     )
 
 
@@ -117,10 +141,40 @@ class RecState(rx.State):
     fetches: int = 0
     # Set by on_load, i.e. once the page is hydrated and connected to the backend.
     ready: bool = False
+    # List controls (controls.py turns them into API parameters).
+    chips: list[GenreChip] = chips_for({})
+    year_min_text: str = ""
+    year_max_text: str = ""
+    diversity_text: str = "0"
+    # Paging: the API's next_cursor ("" when the listing ended) and whether fewer matched.
+    next_cursor: str = ""
+    exhausted: bool = False
+    loading_more: bool = False
+    notice: str = ""
+    # What the shown list was asked with: Load more must continue exactly that listing,
+    # whatever the fields say now (backend-only: not sent to the browser).
+    _filters: controls.Filters = controls.NO_FILTERS
+    _k: int = 0
 
     @rx.var
     def strategy_text(self) -> str:
         return STRATEGY_TEXT.get(self.strategy, "")
+
+    @rx.var
+    def exhausted_text(self) -> str:
+        return controls.exhausted_text(len(self.items)) if self.exhausted else ""
+
+    @rx.var
+    def diversity_label(self) -> str:
+        try:
+            return f"{controls.parse_diversity(self.diversity_text):.1f}"
+        except ValueError:
+            return self.diversity_text
+
+    @rx.var
+    def filters_active(self) -> bool:
+        return (any(c.mode != "any" for c in self.chips) or bool(self.year_min_text.strip())
+                or bool(self.year_max_text.strip()) or self.diversity_label != "0.0")
 
     @rx.var
     def strategy_color(self) -> str:
@@ -155,25 +209,136 @@ class RecState(rx.State):
         async for update in self._fetch():
             yield update
 
-    async def _fetch(self):
+    # ---- list controls: each change reloads the first page (once a list is shown)
+    @rx.event
+    async def cycle_genre(self, genre: str):
+        modes = {c.genre: c.mode for c in self.chips}
+        modes[genre] = controls.next_mode(modes.get(genre, "any"))
+        self.chips = chips_for(modes)
+        async for update in self._reload():
+            yield update
+
+    @rx.event
+    def set_year_min_text(self, value: str):
+        self.year_min_text = value
+
+    @rx.event
+    def set_year_max_text(self, value: str):
+        self.year_max_text = value
+
+    @rx.event
+    async def apply_year_min(self, value: str):
+        """On blur of the From field (its value comes with the event)."""
+        self.year_min_text = str(value)
+        async for update in self._apply_years():
+            yield update
+
+    @rx.event
+    async def apply_year_max(self, value: str):
+        self.year_max_text = str(value)
+        async for update in self._apply_years():
+            yield update
+
+    @rx.event
+    async def apply_years_form(self, form_data: dict):
+        """Enter in a year field: the form's values, which may be newer than the on_change ones."""
+        self.year_min_text = str(form_data.get("year_min", self.year_min_text))
+        self.year_max_text = str(form_data.get("year_max", self.year_max_text))
+        async for update in self._apply_years():
+            yield update
+
+    async def _apply_years(self):
+        """Reload only if the range really changed (a blur after Enter must not reload twice)."""
         try:
-            user_id = parse_user_id(self.user_id_text)
-            k = parse_k(self.k_text)
+            wanted = controls.build_filters({}, self.year_min_text, self.year_max_text, "0")
         except ValueError as exc:
             self.error = str(exc)
             self.fetches += 1
             return
-        self.loading, self.error = True, ""
+        if (wanted.year_min, wanted.year_max) == (self._filters.year_min, self._filters.year_max):
+            return
+        async for update in self._reload():
+            yield update
+
+    @rx.event
+    async def set_diversity(self, value: float):
+        self.diversity_text = str(value)
+        async for update in self._reload():
+            yield update
+
+    @rx.event
+    async def clear_filters(self):
+        self.chips = chips_for({})
+        self.year_min_text = self.year_max_text = ""
+        self.diversity_text = "0"
+        async for update in self._reload():
+            yield update
+
+    async def _reload(self):
+        if self.user_id:
+            async for update in self._fetch():
+                yield update
+
+    @rx.event
+    async def load_more(self):
+        """Append the next page of the shown listing (its next_cursor)."""
+        if not self.next_cursor or not self.user_id or self.loading or self.loading_more:
+            return
+        user_id, k, filters, cursor = self.user_id, self._k, self._filters, self.next_cursor
+        self.loading_more, self.error, self.notice = True, "", ""
+        yield
+        try:
+            page = await asyncio.to_thread(api.recommendations, user_id, k, filters, cursor)
+        except api.ApiError as exc:
+            self.loading_more = False
+            notice = controls.cursor_notice(exc.code)
+            if notice is None:
+                self.error = f"Could not load more: {exc}"
+                self.fetches += 1
+                return
+            # A new model version (or a listing that changed): start again from page one.
+            async for update in self._fetch(notice=notice):
+                yield update
+            return
+        shown = {m.movie_id for m in self.items}
+        liked = {m.movie_id for m in self.items if m.liked}
+        fresh = [to_movie(it, liked) for it in page.get("items", [])]
+        keep = set(controls.new_ids(shown, [m.movie_id for m in fresh]))
+        self.items = [*self.items, *[m for m in fresh if m.movie_id in keep]]
+        self._set_page_meta(page, filters)
+        self.loading_more = False
+        self.fetches += 1
+
+    def _set_page_meta(self, page: dict, filters: controls.Filters) -> None:
+        self.next_cursor = str(page.get("next_cursor") or "")
+        self.exhausted = bool(page.get("exhausted")) and filters.filtering
+        self.strategy = str(page.get("strategy") or self.strategy)
+        self.model_version = str(page.get("model_version") or self.model_version)
+
+    async def _fetch(self, notice: str = ""):
+        """The first page for the fields as they are now."""
+        try:
+            user_id = parse_user_id(self.user_id_text)
+            k = parse_k(self.k_text)
+            filters = controls.build_filters({c.genre: c.mode for c in self.chips},
+                                             self.year_min_text, self.year_max_text,
+                                             self.diversity_text)
+        except ValueError as exc:
+            self.error = str(exc)
+            self.fetches += 1
+            return
+        self.loading, self.error, self.notice = True, "", notice
         if user_id != self.user_id:
             self.items, self.similar, self.likes, self.similar_to = [], [], [], ""
             self.strategy = self.model_version = ""
         self.user_id = user_id
+        self.next_cursor, self.exhausted = "", False
         yield
         # Cards first, then likes and similar movies: recommendations never contain a liked
         # movie, so the cards do not need the likes, and the likes call cannot compete with the
         # recommendations call for the API's (few, local) function workers.
         try:
-            recs = await asyncio.to_thread(api.recommendations, user_id, k)
+            recs = await asyncio.to_thread(api.recommendations, user_id, k, filters)
         except api.ApiError as exc:
             self.loading, self.error = False, f"Could not get recommendations: {exc}"
             self.items = []
@@ -182,6 +347,8 @@ class RecState(rx.State):
         self.items = [to_movie(it, set()) for it in recs.get("items", [])]
         self.strategy = str(recs.get("strategy") or "")
         self.model_version = str(recs.get("model_version") or "")
+        self._filters, self._k = filters, k
+        self._set_page_meta(recs, filters)
         self.loading = False
         self.fetches += 1
         # Likes and similar movies load in a background task, so the next click is not queued
@@ -264,159 +431,3 @@ class RecState(rx.State):
                       *[x for x in self.likes if x.movie_id != movie_id]][:10]
         yield rx.toast.success(f"Liked “{title}”", id=f"like-{movie_id}", duration=2500)
         yield RecState.load_similar(user_id, movie_id, title)
-
-
-@dataclasses.dataclass
-class Version:
-    version: str = ""
-    created_at: str = ""
-    status: str = ""
-    promoted: bool = False
-    current: bool = False
-    metrics: str = ""
-
-
-@dataclasses.dataclass
-class ErrorLine:
-    ts: str = ""
-    function: str = ""
-    message: str = ""
-    request_id: str = ""
-
-
-def merge_series(stats: dict) -> list[dict]:
-    """The per-minute series from /admin/stats as one row per minute for the charts."""
-    rows: dict[str, dict] = {}
-    names = {"requests": "requests", "errors": "errors", "latency_p50_ms": "p50",
-             "latency_p95_ms": "p95", "likes": "likes"}
-    for key, col in names.items():
-        for point in stats.get(key) or []:
-            t = str(point.get("t", ""))
-            row = rows.setdefault(t, {"t": t, "minute": t[11:16] or t, "requests": 0, "rps": 0.0,
-                                      "errors": 0, "p50": None, "p95": None, "likes": 0})
-            v = point.get("v")
-            # A minute without requests has no latency: leave a gap, not a zero.
-            row[col] = None if v is None and col in ("p50", "p95") else round(float(v or 0), 2)
-    for row in rows.values():
-        row["rps"] = round(row["requests"] / 60.0, 3)
-    return [rows[t] for t in sorted(rows)]
-
-
-def _ms(value: float) -> str:
-    return f"{value:.1f}" if value < 100 else f"{value:.0f}"
-
-
-def _fmt_metrics(metrics: dict) -> str:
-    parts = []
-    for name, value in sorted((metrics or {}).items()):
-        parts.append(f"{name} {value:.4f}" if isinstance(value, float) else f"{name} {value}")
-    return ", ".join(parts) or "—"
-
-
-class OpsState(rx.State):
-    """The ops page: stats charts, error log, model versions, reload/rollback, retrain."""
-
-    minutes: str = "60"
-    series: list[dict[str, float | int | str | None]] = []
-    total_requests: int = 0
-    total_errors: int = 0
-    total_likes: int = 0
-    latency_now: str = "–"
-    peak_rps: float = 0.0
-    errors: list[ErrorLine] = []
-    versions: list[Version] = []
-    current: str = ""
-    loading: bool = False
-    error: str = ""
-    action_busy: str = ""
-    result: str = ""
-    result_ok: bool = True
-    updated: str = ""
-
-    @rx.event
-    async def set_minutes(self, value: str):
-        self.minutes = value
-        async for update in self.refresh():
-            yield update
-
-    @rx.event
-    async def refresh(self):
-        self.loading, self.error = True, ""
-        yield
-        minutes = int(self.minutes) if self.minutes.isdigit() else 60
-        stats, errs, models = await asyncio.gather(
-            asyncio.to_thread(api.admin_stats, minutes),
-            asyncio.to_thread(api.admin_errors, 20),
-            asyncio.to_thread(api.admin_models),
-            return_exceptions=True,
-        )
-        problems = []
-        if isinstance(stats, Exception):
-            problems.append(f"stats: {stats}")
-        else:
-            self._set_stats(stats)
-        if isinstance(errs, Exception):
-            problems.append(f"error log: {errs}")
-        else:
-            self.errors = [ErrorLine(ts=str(x.get("ts", "")), function=str(x.get("function", "")),
-                                     message=str(x.get("message", "")),
-                                     request_id=str(x.get("request_id", "")))
-                           for x in errs.get("items", [])]
-        if isinstance(models, Exception):
-            problems.append(f"models: {models}")
-        else:
-            self._set_models(models)
-        self.error = "Could not load " + "; ".join(problems) if problems else ""
-        self.updated = dt.datetime.now(dt.timezone.utc).strftime("%H:%M:%S UTC")
-        self.loading = False
-
-    def _set_stats(self, stats: dict) -> None:
-        rows = merge_series(stats)
-        self.series = rows
-        self.total_requests = int(sum(r["requests"] for r in rows))
-        self.total_errors = int(sum(r["errors"] for r in rows))
-        self.total_likes = int(sum(r["likes"] for r in rows))
-        self.peak_rps = max((r["rps"] for r in rows), default=0.0)
-        busy = [r for r in rows if r["p50"] is not None and r["p95"] is not None]
-        self.latency_now = (f"{_ms(busy[-1]['p50'])} / {_ms(busy[-1]['p95'])}" if busy else "–")
-
-    def _set_models(self, models: dict) -> None:
-        self.current = str(models.get("current") or "")
-        versions = sorted(models.get("versions") or [], key=lambda v: str(v.get("created_at", "")),
-                          reverse=True)
-        self.versions = [Version(version=str(v.get("version", "")),
-                                 created_at=str(v.get("created_at", ""))[:19].replace("T", " "),
-                                 status=str(v.get("status", "")), promoted=bool(v.get("promoted")),
-                                 current=str(v.get("version", "")) == self.current,
-                                 metrics=_fmt_metrics(v.get("metrics") or {}))
-                         for v in versions]
-
-    @rx.event
-    async def reload(self, version: str):
-        self.action_busy, self.result = version, ""
-        yield
-        try:
-            data = await asyncio.to_thread(api.admin_reload, version)
-        except api.ApiError as exc:
-            self.action_busy, self.result, self.result_ok = "", f"Reload of {version} failed: {exc}", False
-            yield rx.toast.error(self.result)
-            return
-        self.result, self.result_ok = f"Now serving model {data.get('model_version', version)}.", True
-        self.action_busy = ""
-        yield rx.toast.success(self.result)
-        async for update in self.refresh():
-            yield update
-
-    @rx.event
-    async def retrain(self):
-        self.action_busy, self.result = "retrain", ""
-        yield
-        try:
-            data = await asyncio.to_thread(api.admin_retrain)
-        except api.ApiError as exc:
-            self.action_busy, self.result, self.result_ok = "", f"Retrain did not start: {exc}", False
-            yield rx.toast.error(self.result)
-            return
-        self.action_busy = ""
-        self.result, self.result_ok = f"Retraining started: {data.get('execution_arn', '')}", True
-        yield rx.toast.success("Retraining started")

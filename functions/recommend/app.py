@@ -5,12 +5,18 @@ PostgreSQL connection (the catalogue and each user's serving state) across invoc
 """
 from __future__ import annotations
 
-from movierecs_core import controls, service
+import uuid
+from typing import Any
+
+from movierecs_core import controls, experiments, impressions, service
 from movierecs_core.catalog import Catalog
 from movierecs_core.config import settings
+from movierecs_core.stores import kafka
 from movierecs_core.stores.aws import s3_client
-from movierecs_core.stores.postgres import Postgres
+from movierecs_core.stores.postgres import Postgres, running_experiment
 from movierecs_core.validation import parse_bounded, parse_id
+from chalice import Response
+
 from movierecs_core.web import ApiApp, json_response
 from movierecs_serving import ModelHolder, ModelStore
 
@@ -23,9 +29,20 @@ def _store() -> ModelStore:
 
 models = ModelHolder(_store, cfg.model_cache_dir, check_seconds=cfg.model_check_seconds)
 db = Postgres(cfg.postgres_dsn)
-reads = service.Reads(models=models, catalog=Catalog(db), state=db, exploration=cfg.exploration_share)
+running = experiments.Running(lambda: running_experiment(db))  # re-read every 2 s
+reads = service.Reads(models=models, catalog=Catalog(db), state=db, experiment=running.get,
+                      exploration=cfg.exploration_share)
 app = ApiApp("movierecs-recommend", "recommend", model_version=lambda: models.version or "")
 tracer = app.tracer
+shown = impressions.publisher(lambda batch: kafka.send_batch(cfg.kafka_bootstrap, cfg.impressions_topic, batch)) \
+    if cfg.impressions_enabled else None
+
+
+def _served(listing: str, body: dict[str, Any]) -> Response:
+    """Queue the list's impression (no I/O on the request path) and answer it."""
+    if shown is not None:
+        shown.record(impressions.of_listing(app.request_id() or uuid.uuid4().hex, listing, body))
+    return json_response(body)
 
 
 @app.route("/health", methods=["GET"])
@@ -45,7 +62,7 @@ def noop():
 def recommendations():
     user_id = parse_id("user_id", app.query("user_id"))
     k = parse_bounded("k", app.query("k"), 1, 100, 10)
-    return json_response(service.recommendations(reads, user_id, k, controls.from_query(app.query)))
+    return _served("recommendations", service.recommendations(reads, user_id, k, controls.from_query(app.query)))
 
 
 @app.route("/movies/{movie_id}", methods=["GET"])
@@ -59,7 +76,7 @@ def similar(movie_id):
     k = parse_bounded("k", app.query("k"), 1, 100, 10)
     raw_user = app.query("user_id")
     user = parse_id("user_id", raw_user) if raw_user is not None else None
-    return json_response(service.similar(reads, mid, k, controls.from_query(app.query), user_id=user))
+    return _served("similar", service.similar(reads, mid, k, controls.from_query(app.query), user_id=user))
 
 
 @app.route("/users/{user_id}/likes", methods=["GET"])

@@ -11,12 +11,12 @@ from typing import Any
 
 from movierecs_core.config import Settings
 from movierecs_core.stores.aws import Clients
-from movierecs_training.failures import InvalidRequest, PointerMoved, ServingNotUpdated, TransientError, is_transient
+from movierecs_training.failures import CanaryNotStarted, InvalidRequest, PointerMoved, ServingNotUpdated, TransientError, is_transient
 from movierecs_training.request import validate_request
 from movierecs_training.run_state import State
 from movierecs_training.steps import STEPS, Context, client_settings, run_task
 
-__all__ = ["STEPS", "InvalidRequest", "PointerMoved", "ServingNotUpdated", "TransientError", "handler",
+__all__ = ["STEPS", "CanaryNotStarted", "InvalidRequest", "PointerMoved", "ServingNotUpdated", "TransientError", "handler",
            "is_transient", "validate_request"]
 
 _clients = Clients(client_settings)  # one boto3 client per service per execution environment

@@ -20,6 +20,8 @@ PORTS: dict[str, tuple[int, str]] = {
 LOCALSTACK_SERVICES = ("lambda,s3,iam,sts,logs,apigateway,stepfunctions,events,sqs,sns,cloudformation,"
                        "ssm,secretsmanager")
 KAFKA_TOPIC = "interactions"
+# every list the API served (issue 13); same partitions and retention as the likes topic
+IMPRESSIONS_TOPIC = "impressions"
 KAFKA_PARTITIONS = 3
 HOST = "127.0.0.1"
 

@@ -277,6 +277,33 @@ def named_functions(template: Path | None) -> list[str]:
     return out
 
 
+#: LocalStack's CloudFormation updates an API Gateway stage by creating it again (localstack
+#: issue 13505), so an update that adds or changes routes fails on a running stack.
+STAGE_CONFLICT = "Stage already exists"
+
+
+def release_stage(ctx: Ctx, stack_name: str, region: str, echo=print) -> bool:
+    """Delete the stack's REST API stage so the retried update can create it again; the API,
+    its id and its routes stay. True when a stage was deleted."""
+    import boto3
+
+    kw = dict(endpoint_url=ctx.localstack_url, region_name=region, aws_access_key_id="test",
+              aws_secret_access_key="test")
+    try:
+        resources = boto3.client("cloudformation", **kw).describe_stack_resources(StackName=stack_name)["StackResources"]
+        api_id = next(r["PhysicalResourceId"] for r in resources if r["ResourceType"] == "AWS::ApiGateway::RestApi")
+        apigw = boto3.client("apigateway", **kw)
+        stages = [st["stageName"] for st in apigw.get_stages(restApiId=api_id).get("item", [])]
+        for stage in stages:
+            apigw.delete_stage(restApiId=api_id, stageName=stage)
+    except Exception as exc:  # nothing to release: report the original failure
+        echo(f"  could not release the API stage ({type(exc).__name__}: {exc})")
+        return False
+    echo(f"  LocalStack cannot update an API stage in place (localstack issue 13505): deleted stage(s) "
+         f"{', '.join(stages) or '-'} of API {api_id}; deploying again")
+    return bool(stages)
+
+
 def clear_failed_stack(ctx: Ctx, stack_name: str, region: str, echo=print, template: Path | None = None) -> None:
     """A stack whose creation failed (ROLLBACK_COMPLETE and the like) cannot be updated: delete it
     so the deploy starts over, as `sam deploy` would ask a person to do by hand.
@@ -381,15 +408,19 @@ def deploy(ctx: Ctx, admin_key: str, project: Path | None = None, *, echo=print)
         args += ["--capabilities", "CAPABILITY_IAM", "CAPABILITY_AUTO_EXPAND"]
     args += ["--parameter-overrides", *[f"{k}={v}" for k, v in ov.items()]]
     echo(f"  samlocal deploy --config-env local (stack {stack_name}; build {t1 - t0:.0f}s)")
-    started = time.time()
-    try:
-        _run(args, cwd=project, env=env, log=log, title="samlocal deploy", secrets=(admin_key,))
-    except DeployError as ex:
-        reasons = stack_failure_reasons(ctx, stack_name, region, since=started)
-        msg = str(ex).replace(admin_key, "***")
-        if reasons:
-            msg += "\nCloudFormation says:\n  " + "\n  ".join(reasons)
-        raise DeployError(msg) from None
+    for attempt in (1, 2):
+        started = time.time()
+        try:
+            _run(args, cwd=project, env=env, log=log, title="samlocal deploy", secrets=(admin_key,))
+            break
+        except DeployError as ex:
+            reasons = stack_failure_reasons(ctx, stack_name, region, since=started)
+            if attempt == 1 and any(STAGE_CONFLICT in r for r in reasons) and release_stage(ctx, stack_name, region, echo):
+                continue
+            msg = str(ex).replace(admin_key, "***")
+            if reasons:
+                msg += "\nCloudFormation says:\n  " + "\n  ".join(reasons)
+            raise DeployError(msg) from None
     api_url, outputs = api_url_of(ctx, stack_name, region)
     echo(f"  deployed in {time.monotonic() - t0:.0f}s; API: {api_url or '(no REST API in the stack)'}")
     return Deployment(stack_name, api_url, outputs)

@@ -20,7 +20,7 @@ from typing import Callable
 
 from . import procs
 from . import kafka_broker
-from .config import HOST, KAFKA_TOPIC, LOCALSTACK_SERVICES, Layout, port_for
+from .config import HOST, IMPRESSIONS_TOPIC, KAFKA_TOPIC, LOCALSTACK_SERVICES, Layout, port_for
 
 AWS_ENV = {"AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test", "AWS_DEFAULT_REGION": "us-east-1",
            "AWS_REGION": "us-east-1"}
@@ -428,8 +428,9 @@ def _kafka_ready(ctx: Ctx) -> bool:
 
 
 def _kafka_setup(ctx: Ctx) -> None:
-    print(f"[stack] kafka: {kafka_broker.ensure_topic(ctx.kafka_bootstrap, broker_settings(ctx), KAFKA_TOPIC)}",
-          flush=True)
+    for topic in (KAFKA_TOPIC, IMPRESSIONS_TOPIC):
+        print(f"[stack] kafka: {kafka_broker.ensure_topic(ctx.kafka_bootstrap, broker_settings(ctx), topic)}",
+              flush=True)
 
 
 # --- Frontend ----------------------------------------------------------------------------------------

@@ -41,3 +41,19 @@ CREATE TABLE IF NOT EXISTS movierecs.requests (
     model_version String,
     request_id    String
 ) ENGINE = MergeTree ORDER BY ts;
+
+-- Every list the API served (issue 13): written by the impressions consumer from the Kafka
+-- topic `impressions`; one row per request, the movie ids in the order shown.
+CREATE TABLE IF NOT EXISTS movierecs.impressions (
+    ts            DateTime64(3, 'UTC'),
+    request_id    String,
+    user_id       UInt32,
+    listing       LowCardinality(String),
+    source_movie  UInt32,
+    model_version LowCardinality(String),
+    arm           LowCardinality(String),
+    experiment_id String,
+    strategy      LowCardinality(String),
+    movie_ids     Array(UInt32),
+    ingested_at   DateTime64(3, 'UTC')
+) ENGINE = ReplacingMergeTree ORDER BY (request_id);

@@ -61,3 +61,20 @@ CREATE TABLE IF NOT EXISTS serving_backfill (
     rows    bigint      NOT NULL,
     done_at timestamptz NOT NULL
 );
+-- Online experiments between two model versions (issue 13, docs/EXPERIMENTS.md). At most one
+-- runs at a time (the partial unique index), so a second POST /admin/experiments is a 409.
+CREATE TABLE IF NOT EXISTS experiments (
+    experiment_id   text             PRIMARY KEY,
+    control         text             NOT NULL,
+    candidate       text             NOT NULL,
+    share           double precision NOT NULL CHECK (share > 0 AND share < 1),
+    min_impressions integer          NOT NULL,
+    max_hours       double precision NOT NULL,
+    alpha           double precision NOT NULL,
+    status          text             NOT NULL,
+    decision        text,
+    reason          text,
+    created_at      timestamptz      NOT NULL,
+    ended_at        timestamptz
+);
+CREATE UNIQUE INDEX IF NOT EXISTS experiments_one_running ON experiments ((true)) WHERE status = 'running';

@@ -5,8 +5,9 @@ Lambda execution environment dies mid-request, training raises, a model file in 
 corrupted, the event source mapping is paused while the topic fills up). For each, the test
 counts the likes the API acknowledged (202 + event id) against the likes stored in ClickHouse
 (`count()` = `uniqExact(event_id)` = acknowledged, read with FINAL) and in the serving state
-(PostgreSQL `user_events`: the same event ids, each once), and checks that
-GET /recommendations keeps being served.
+(PostgreSQL `user_events`: the same event ids, each once), checks that
+GET /recommendations keeps being served, and, for the store and broker faults, that every
+list served to the traffic's own users arrived as an impression (issue 13).
 
 Rules kept here: processes are killed only by the pids the stack recorded in
 `.movierecs/pids/` (checked against their start time), restarted with the stack's own code
@@ -153,6 +154,11 @@ class Traffic:
         self.stop_event = threading.Event()
         self.deadline = time.monotonic() + max_seconds
         self.threads = [threading.Thread(target=self._get_loop, args=(i,), daemon=True) for i in range(get_threads)]
+        # the traffic's own users (new ones, popular lists): their impressions are counted
+        # against the lists served to them (assert_impressions_kept)
+        first = 900_000_000 + uuid.uuid4().int % 1_000_000 * 100
+        self.users = (first, first + 99)
+        self.own = {"served": 0, "tried": 0}
 
     def _get_loop(self, n: int) -> None:
         import random
@@ -160,7 +166,8 @@ class Traffic:
         rnd = random.Random(n)
         s = requests.Session()
         while not self.stop_event.is_set() and time.monotonic() < self.deadline:
-            uid = rnd.randint(*KNOWN_USER_RANGE)
+            own = rnd.random() < 1 / 3
+            uid = rnd.randint(*self.users) if own else rnd.randint(*KNOWN_USER_RANGE)
             t0 = time.monotonic()
             try:
                 r = s.get(f"{self.api}/recommendations", params={"user_id": uid, "k": 10}, timeout=15)
@@ -170,6 +177,9 @@ class Traffic:
                 ok, detail = False, f"{type(e).__name__}: {str(e)[:200]}"
             with self.gets.lock:
                 self.gets.rows.append((t0, time.monotonic(), ok, detail))
+                if own:
+                    self.own["tried"] += 1
+                    self.own["served"] += ok
             time.sleep(0.02)
 
     def __enter__(self) -> "Traffic":
@@ -210,6 +220,26 @@ def assert_stored_once(ep: dict, prefix: str, acked: list[str], timeout: float =
     assert set(serving) == have, (f"the stores disagree: {len(have - set(serving))} in ClickHouse only, "
                                   f"{len(set(serving) - have)} in PostgreSQL only")
     return got
+
+
+def assert_impressions_kept(ep: dict, tr: "Traffic", timeout: float = 60.0) -> None:
+    """Every list served to the traffic's own users is an impression in ClickHouse: the
+    recommend function's buffer and the impressions mapping outlived the fault."""
+    import clickhouse_connect
+    from urllib.parse import urlparse
+
+    with tr.gets.lock:
+        served, tried = tr.own["served"], tr.own["tried"]
+    assert served, "no list was served to the traffic's own users: the check measured nothing"
+    u = urlparse(ep["clickhouse"])
+    ch = clickhouse_connect.get_client(host=u.hostname, port=u.port, database="movierecs", compress=False)
+    sql = "SELECT count() FROM impressions FINAL WHERE user_id BETWEEN {a:UInt32} AND {b:UInt32}"
+    deadline = time.monotonic() + timeout
+    while (got := ch.query(sql, parameters={"a": tr.users[0], "b": tr.users[1]}).result_rows[0][0]) < served \
+            and time.monotonic() < deadline:
+        time.sleep(0.5)
+    print(f"impressions: {served} lists served to the traffic's own users, {got} stored")
+    assert served <= got <= tried, f"{served} lists served but {got} impressions stored (of {tried} requests)"
 
 
 def require_consumer_caught_up(ep: dict, timeout: float = 90.0) -> None:
@@ -269,6 +299,7 @@ def test_clickhouse_killed_mid_stream(ep, restore_services):
     tr, t_kill, t_back = kill_under_traffic(ep, "clickhouse", restore_services, prefix)
     assert not tr.out.like_errors, f"POST /likes failed while only ClickHouse was down: {dict(tr.out.like_errors)}"
     assert_stored_once(ep, prefix, tr.acked)
+    assert_impressions_kept(ep, tr)
     # after the restart every GET is served again
     after_failures = tr.gets.failures(after=t_back + 2)
     assert tr.gets.count(after=t_back + 2) > 0
@@ -294,6 +325,7 @@ def test_postgres_killed_mid_stream(ep, restore_services):
     unclean_likes = {k: n for k, n in tr.out.like_errors.items() if k != "HTTP 503"}
     assert not unclean_likes, f"POST /likes failed uncleanly while PostgreSQL was down: {unclean_likes}"
     assert_stored_once(ep, prefix, tr.acked)
+    assert_impressions_kept(ep, tr)
     after_failures = tr.gets.failures(after=t_back + 2)
     assert tr.gets.count(after=t_back + 2) > 0
     assert not after_failures, f"GET /recommendations failing after PostgreSQL came back: {after_failures[:3]}"
@@ -335,6 +367,7 @@ def test_broker_killed_and_restarted(ep, restore_services):
     down_failures = tr.gets.failures(after=t_kill, before=t_back)
     assert not down_failures, f"GET /recommendations failed while the broker was down: {down_failures[:3]}"
     assert_stored_once(ep, prefix, tr.acked)
+    assert_impressions_kept(ep, tr)
 
 
 # --------------------------------------------------------------------------- 3. execution environment killed

@@ -12,7 +12,13 @@ What is checked: the cards shown for a user are the API's list; a like shows the
 state at once and the movie is gone from the next list; five likes turn a new user's
 popular list into a personal one (fold_in/personal); the ops page draws its charts from
 GET /admin/stats and lists the models and error lines the admin API returns; the page is
-usable by keyboard and at phone width; bad input gets a clear message.
+usable by keyboard and at phone width; bad input gets a clear message. The list controls
+(issue 11): excluding a genre with its chip leaves no card of that genre and including one
+keeps only cards of it, each time exactly the API's filtered list; the diversity slider
+turns the list into the API's diversity=1 list; Load more appends the API's next page (no
+movie twice); "only N match" shows when the API says the filters are exhausted; under each
+card its reasons name the history movies the API gives, and a new user's cards say
+"Popular with everyone".
 """
 from __future__ import annotations
 
@@ -20,6 +26,7 @@ import json
 import os
 import random
 import re
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,6 +48,9 @@ CHROMIUM_FLAGS = [
 ]
 LOOPBACK = {"127.0.0.1"}
 MODEL_USERS = (1, 6040)          # MovieLens 1M users: in the model
+sys.path.insert(0, str(ROOT / "frontend"))
+from movierecs_web.posters import display_title  # noqa: E402  (pure: no Reflex import)
+
 LIKE_VISIBLE_S = 20.0            # contract: 5 s; generous for a loaded 2-core machine
 WAIT_MS = 60_000                 # first API calls may hit cold Lambda environments
 
@@ -395,4 +405,173 @@ def test_bad_user_id_gets_a_clear_message(browser):
     submit_and_wait(s, lambda: s.page.press("#user_id", "Enter"))
     assert "positive" in s.page.inner_text("#error")
     assert s.page.locator("#recs-grid .movie-card").count() == 0
+    s.assert_clean()
+
+
+# --------------------------------------------------------------------------- list controls (issue 11)
+def act_and_wait(s: Session, action, n: int = 1) -> None:
+    """Run `action`, which starts `n` fetches (one per control change), and wait for all."""
+    before = fetches(s)
+    action()
+    s.page.wait_for_function(
+        "([b, n]) => { const r = document.querySelector('#recs-root');"
+        " return Number(r.dataset.fetches) >= b + n && r.dataset.loading === 'false'; }",
+        arg=[before, n])
+
+
+def chip(s: Session, genre: str):
+    return s.page.locator(f'#genre-chips .genre-chip[data-genre="{genre}"]')
+
+
+def shown_genres(s: Session) -> list[list[str]]:
+    return [t.split(" · ") if t else [] for t in
+            s.page.eval_on_selector_all("#recs-grid .movie-genres",
+                                        "els => els.map(e => e.textContent.trim())")]
+
+
+def ids_of(answer: dict) -> list[int]:
+    return [it["movie_id"] for it in answer["items"]]
+
+
+def user_with_genre_in_list(api: Api, genre: str, k: int) -> int:
+    """A model user whose plain top k has `genre`, so excluding it must change the list."""
+    for _ in range(20):
+        user_id = random.randint(*MODEL_USERS)
+        if any(genre in it["genres"] for it in api.get("/recommendations", user_id=user_id, k=k)["items"]):
+            return user_id
+    pytest.fail(f"no model user among 20 random ones has {genre} in the top {k}")
+
+
+def test_genre_chips_include_and_exclude(browser, api):
+    s = browser()
+    user_id = user_with_genre_in_list(api, "Comedy", 10)
+    open_recs(s)
+    get_recs(s, user_id, 10)
+    assert any("Comedy" in g for g in shown_genres(s)), "the unfiltered list should have a comedy"
+    assert chip(s, "Comedy").get_attribute("data-mode") == "any"
+
+    # one click includes, the second excludes: two reloads
+    act_and_wait(s, lambda: (chip(s, "Comedy").click(), chip(s, "Comedy").click()), n=2)
+    assert chip(s, "Comedy").get_attribute("data-mode") == "exclude"
+    assert chip(s, "Comedy").get_attribute("aria-label") == "Comedy: excluded (click to clear)"
+    genres = shown_genres(s)
+    assert len(genres) == 10 and not any("Comedy" in g for g in genres), genres
+    assert shown_ids(s) == ids_of(api.get("/recommendations", user_id=user_id, k=10,
+                                          exclude_genres="Comedy"))
+    s.shot("chips_exclude")
+
+    act_and_wait(s, lambda: chip(s, "Drama").click())
+    assert chip(s, "Drama").get_attribute("data-mode") == "include"
+    genres = shown_genres(s)
+    assert genres and all("Drama" in g and "Comedy" not in g for g in genres), genres
+    assert shown_ids(s) == ids_of(api.get("/recommendations", user_id=user_id, k=10,
+                                          include_genres="Drama", exclude_genres="Comedy"))
+
+    # Clear filters: back to the plain list
+    act_and_wait(s, lambda: s.page.click("#clear-filters"))
+    assert {chip(s, g).get_attribute("data-mode") for g in ("Comedy", "Drama")} == {"any"}
+    assert shown_ids(s) == ids_of(api.get("/recommendations", user_id=user_id, k=10))
+    s.assert_clean()
+
+
+def test_diversity_slider_changes_the_list(browser, api):
+    s = browser()
+    user_id = random.randint(*MODEL_USERS)
+    open_recs(s)
+    get_recs(s, user_id, 10)
+    plain = shown_ids(s)
+    assert plain == ids_of(api.get("/recommendations", user_id=user_id, k=10))
+    assert s.page.inner_text("#diversity-value") == "0.0"
+
+    s.page.focus("#diversity")
+    act_and_wait(s, lambda: s.page.keyboard.press("End"))  # the range input's maximum: 1
+    assert s.page.inner_text("#diversity-value") == "1.0"
+    diverse = shown_ids(s)
+    assert diverse != plain, "diversity 1 should re-rank the list"
+    assert diverse == ids_of(api.get("/recommendations", user_id=user_id, k=10, diversity=1))
+    assert len(set(diverse)) == 10
+    s.shot("diversity")
+
+    act_and_wait(s, lambda: s.page.keyboard.press("Home"))
+    assert s.page.inner_text("#diversity-value") == "0.0"
+    assert shown_ids(s) == plain
+    s.assert_clean()
+
+
+def test_load_more_appends_the_next_page(browser, api):
+    s = browser()
+    user_id = random.randint(*MODEL_USERS)
+    open_recs(s)
+    get_recs(s, user_id, 10)
+    first = shown_ids(s)
+    assert len(first) == 10
+    page1 = api.get("/recommendations", user_id=user_id, k=10)
+    assert first == ids_of(page1) and page1["next_cursor"]
+
+    act_and_wait(s, lambda: s.page.click("#load-more"))
+    ids = shown_ids(s)
+    assert len(ids) == 20, ids
+    assert ids[:10] == first, "Load more must append, not replace"
+    assert len(set(ids)) == 20, f"a movie is shown twice: {ids}"
+    titles = s.page.eval_on_selector_all("#recs-grid .movie-title", "els => els.map(e => e.title)")
+    assert len(set(titles)) == 20, f"a title is shown twice: {titles}"
+    page2 = api.get("/recommendations", user_id=user_id, k=10, cursor=page1["next_cursor"])
+    assert ids[10:] == ids_of(page2)
+
+    act_and_wait(s, lambda: s.page.click("#load-more"))
+    ids = shown_ids(s)
+    assert len(ids) == 30 and len(set(ids)) == 30 and ids[:20] == [*first, *ids_of(page2)]
+    s.shot("load_more")
+
+    # A rare genre and a year range: the page says what the API says about exhaustion.
+    s.page.fill("#year_min", "1990")
+    act_and_wait(s, lambda: s.page.press("#year_min", "Enter"))
+    act_and_wait(s, lambda: chip(s, "Film-Noir").click())
+    answer = api.get("/recommendations", user_id=user_id, k=10, include_genres="Film-Noir", year_min=1990)
+    assert shown_ids(s) == ids_of(answer)
+    assert all("Film-Noir" in g for g in shown_genres(s))
+    if answer["exhausted"]:
+        n = len(answer["items"])
+        assert s.page.inner_text("#exhausted").strip() == (
+            f"Only {n} movie{'s' if n != 1 else ''} match{'es' if n == 1 else ''} these filters."
+            if n else "No movie matches these filters.")
+        assert s.page.locator("#load-more").count() == 0
+    else:
+        assert s.page.locator("#exhausted").count() == 0
+        assert s.page.locator("#load-more").count() == (1 if answer["next_cursor"] else 0)
+    s.shot("exhausted")
+    s.assert_clean()
+
+
+def test_reasons_under_each_card(browser, api):
+    s = browser()
+    user_id = random.randint(*MODEL_USERS)
+    open_recs(s)
+    get_recs(s, user_id, 10)
+    expected = api.get("/recommendations", user_id=user_id, k=10)
+    assert shown_ids(s) == ids_of(expected)
+    with_reasons = 0
+    for item in expected["items"]:
+        box = card(s, item["movie_id"]).locator(".reasons")
+        named = [r for r in item["reasons"] if r["kind"] in ("liked", "rated")]
+        if not named:
+            assert box.count() == 0, f"{item['title']}: the API gives no reason, the card shows one"
+            continue
+        with_reasons += 1
+        text = box.text_content().strip()
+        assert text.startswith("Because you "), text
+        assert box.get_attribute("data-reason-ids") == ",".join(str(r["movie_id"]) for r in named)
+        for r in named:
+            assert display_title(r["title"]) in text, (r, text)
+            assert r["kind"] in text  # "liked" / "rated"
+        assert "%" in (box.get_attribute("title") or ""), "the shares are in the tooltip"
+    assert with_reasons >= 5, "a model user's list should mostly come with reasons"
+    s.shot("reasons")
+
+    # a new user's list is the popular one, and says so
+    s.page.fill("#k", "10")
+    submit_and_wait(s, lambda: s.page.click("#new-user"))
+    assert strategy(s) == "popular"
+    texts = s.page.eval_on_selector_all("#recs-grid .reasons", "els => els.map(e => e.textContent.trim())")
+    assert texts == ["Popular with everyone"] * len(shown_ids(s)) and texts
     s.assert_clean()

@@ -23,9 +23,11 @@ OPENAPI = Path(__file__).resolve().parents[2] / "docs" / "openapi.yaml"
 # DELETE /users/{user_id} would forget whichever users the fuzzer picks (user 1 is the suite's
 # known user), PATCH /admin/movies/{movie_id} would hide catalogue movies other tests list, and
 # POST /admin/movies would fill the catalogue with movies the exploration then offers:
-# test_feedback.py and test_new_movies.py cover them, with and without the key.
+# test_feedback.py and test_new_movies.py cover them, with and without the key. Starting and
+# stopping experiments change what every user is served (test_experiments.py covers them).
 SKIP = {("POST", "/admin/retrain"), ("POST", "/admin/reload"), ("GET", "/admin/errors"),
-        ("DELETE", "/users/{user_id}"), ("POST", "/admin/movies"), ("PATCH", "/admin/movies/{movie_id}")}
+        ("DELETE", "/users/{user_id}"), ("POST", "/admin/movies"), ("PATCH", "/admin/movies/{movie_id}"),
+        ("POST", "/admin/experiments"), ("POST", "/admin/experiments/{experiment_id}/stop")}
 EXAMPLES = 10
 
 

@@ -61,7 +61,7 @@ def test_kafka_kraft_and_topic_and_deploy(compose):
     env = compose["services"]["kafka"]["environment"]
     assert "controller" in env["KAFKA_PROCESS_ROLES"] and "broker" in env["KAFKA_PROCESS_ROLES"]
     init = " ".join(compose["services"]["kafka-init"]["entrypoint"])
-    assert "--topic interactions" in init and "--partitions 3" in init
+    assert "for t in interactions impressions" in init and "--topic $$t" in init and "--partitions 3" in init
     deploy = compose["services"]["deploy"]
     cmd = " ".join(deploy["command"])
     for p in ("Target=local", "ClickHouseUrl=", "PostgresDsn=", "KafkaBootstrap=", "AdminApiKey="):

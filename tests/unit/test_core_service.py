@@ -391,3 +391,21 @@ def test_reasons_are_history_movies_with_their_share_and_popular_says_so(env):
     assert all(i["reasons"] == [{"kind": "popular", "share": 1.0}] for i in new["items"])
     s = service.similar(reads, 10, 2)
     assert all(i["reasons"] == [{"kind": "similar", "movie_id": 10, "title": "Movie 10", "share": 1.0}] for i in s["items"])
+
+
+def test_while_an_experiment_runs_each_user_gets_their_arms_version(env):
+    from movierecs_core.experiments import Experiment
+
+    reads, *_ = env
+    exp = Experiment("exp-0123456789ab", V1, V2, 0.5, 100, 24.0, 0.05, "running", datetime(2026, 12, 3, tzinfo=timezone.utc))
+    reads.experiment = lambda: exp
+    seen = set()
+    for user in range(1, 41):
+        r = service.recommendations(reads, user, 3)
+        assert r["arm"] == exp.arm(user) and r["experiment_id"] == exp.experiment_id
+        assert r["model_version"] == (V2 if r["arm"] == "candidate" else V1)
+        seen.add(r["arm"])
+    assert seen == {"control", "candidate"}
+    assert "arm" not in service.similar(reads, 10, 2)  # lists without a user are outside experiments
+    reads.experiment = lambda: None
+    assert "arm" not in service.recommendations(reads, 1, 3)

@@ -29,6 +29,7 @@ REQUEST_ID = "req-1"
 @pytest.fixture(autouse=True)
 def _env(monkeypatch):
     monkeypatch.setenv("MOVIERECS_TELEMETRY", "0")
+    monkeypatch.setenv("MOVIERECS_IMPRESSIONS", "0")  # no background producer in unit tests
     monkeypatch.setenv("POWERTOOLS_TRACE_DISABLED", "1")
     monkeypatch.setenv("POWERTOOLS_METRICS_NAMESPACE", "MovieRecsTest")
     monkeypatch.setenv("ADMIN_API_KEY", "unit-test-admin-key-0123")
@@ -136,6 +137,27 @@ def test_recommend_passes_parsed_values(monkeypatch):
     assert status == 200 and f.exclude_genres == {"Comedy", "Sci-Fi"} and f.year_min == 1990 and f.exclude == {1, 2}
     status, body = call(mod, "GET", "/recommendations", query={"user_id": "42", "include_genres": "Cartoon"})
     assert status == 400 and "unknown genre 'Cartoon'" in body["error"] and "Animation" in body["error"]
+
+
+def test_every_list_served_queues_its_impression(monkeypatch):
+    mod = load("recommend")
+    assert mod.shown is None  # MOVIERECS_IMPRESSIONS=0
+
+    class Queue(list):
+        record = list.append
+
+    monkeypatch.setattr(mod, "shown", Queue())
+    body = {"user_id": 42, "k": 2, "model_version": "v1", "strategy": "fold_in",
+            "items": [{"movie_id": 5}, {"movie_id": 7}], "next_cursor": None}
+    monkeypatch.setattr(mod.service, "recommendations", lambda reads, user_id, k, controls: body)
+    monkeypatch.setattr(mod.service, "similar", lambda reads, movie_id, k, controls, user_id=None: {
+        "movie_id": movie_id, "model_version": "v1", "items": [{"movie_id": 9}], "next_cursor": None})
+    assert call(mod, "GET", "/recommendations", query={"user_id": "42"})[0] == 200
+    assert call(mod, "GET", "/movies/3/similar")[0] == 200
+    assert call(mod, "GET", "/recommendations", query={"user_id": "x"})[0] == 400  # no list, no impression
+    rec, sim = mod.shown
+    assert (rec.request_id, rec.user_id, rec.listing, rec.strategy, rec.movie_ids) == (REQUEST_ID, 42, "recommendations", "fold_in", (5, 7))
+    assert (sim.user_id, sim.listing, sim.source_movie, sim.strategy, sim.movie_ids) == (0, "similar", 3, "similar", (9,))
 
 
 class FakeCatalog:

@@ -88,12 +88,12 @@ def test_split_sql_and_shipped_schemas():
     ch = split_sql((ROOT / "infra/sql/clickhouse.sql").read_text())
     assert ch[0].startswith("CREATE DATABASE IF NOT EXISTS movierecs")
     names = {s.split("movierecs.")[1].split()[0] for s in ch[1:]}
-    assert names == {"ratings", "likes", "dead_letters", "requests"}  # (likes twice: its CREATE and the type column)
+    assert names == {"ratings", "likes", "dead_letters", "requests", "impressions"}  # (likes twice: its CREATE and the type column)
     assert all("IF NOT EXISTS" in s for s in ch)
     pg = split_sql((ROOT / "infra/sql/postgres.sql").read_text())
     assert all("IF NOT EXISTS" in s for s in pg)
     tables = {s.split("EXISTS")[1].split()[0] for s in pg if s.startswith("CREATE TABLE")}
-    assert tables == {"movies", "users", "user_events", "user_ratings", "deleted_users", "serving_backfill"}
+    assert tables == {"movies", "users", "user_events", "user_ratings", "deleted_users", "serving_backfill", "experiments"}
 
 
 def test_tool_output_and_command_are_masked(tmp_path):

@@ -441,3 +441,32 @@ def test_every_state_path_of_the_asl_names_a_field_of_the_typed_state() -> None:
             kind = hints[part]
     assert typing.get_type_hints(run_state.Run)["promote"] is bool  # the Choice state's BooleanEquals
     assert app.validate_request({"trigger": "admin"}).keys() <= run_state.REQUEST_KEYS
+
+
+def test_a_canary_starts_an_experiment_instead_of_moving_the_pointer(s3: FakeS3, pipeline: dict,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    from movierecs_core import experiments
+    from movierecs_core.errors import ApiError
+
+    started: list[dict] = []
+
+    def start(db: Any, store: Any, body: dict) -> dict:
+        if started:
+            raise ApiError(409, "experiment exp-0 is running; one runs at a time")
+        started.append(body)
+        return {"experiment_id": "exp-0123456789ab", "created_at": "2026-12-03T00:00:00Z"}
+
+    monkeypatch.setattr(experiments, "start", start)
+    monkeypatch.setenv("POSTGRES_DSN", "postgresql://u@127.0.0.1:9/db")  # never connected: start is faked
+    s3.point(V0)
+    run = {"candidate_version": V1, "current_version": V0, "promote": True}
+    st = app.handler({"step": "promote", "state": state(run, request={"canary": {"share": 0.2, "max_hours": 1}})})
+    assert st["run"]["canary_experiment_id"] == "exp-0123456789ab" and st["run"]["promoted_version"] == V0
+    assert s3.pointer() == V0 and pipeline["promote"] == []
+    assert started == [{"control": V0, "candidate": V1, "share": 0.2, "max_hours": 1}]
+    with pytest.raises(app.CanaryNotStarted, match="is running"):
+        app.handler({"step": "promote", "state": state(run, request={"canary": {"share": 0.2}})})
+    st = app.handler({"step": "promote", "state": state(run, request={"canary": {"share": 0}})})  # off: promote
+    assert st["run"]["promoted_version"] == V1 and s3.pointer() == V1
+    with pytest.raises(app.InvalidRequest, match="canary"):
+        app.validate_request({"canary": {"share": 0.1, "colour": "red"}})

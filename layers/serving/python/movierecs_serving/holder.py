@@ -62,6 +62,7 @@ class ModelHolder:
         self._checked_at = -1e18
         self._failed: tuple[str, float] | None = None  # (version, when)
         self._lock = threading.Lock()
+        self._other: tuple[str, Recommender] | None = None  # one more version (an experiment's arm)
 
     @property
     def store(self) -> ModelSource:
@@ -84,6 +85,22 @@ class ModelHolder:
                 raise ModelUnavailable(
                     "no model is loaded yet (none promoted, or the model store is unreachable); retry shortly")
             return self._recommender
+
+    def get_version(self, version: str) -> Recommender:
+        """A given version: the current one, or one more kept beside it (an experiment serves
+        two versions at once). Raises ``ModelUnavailable`` when it cannot be loaded."""
+        current = self.get()
+        if version == self._version:
+            return current
+        with self._lock:
+            if self._other is None or self._other[0] != version:
+                try:
+                    artifact = self.store.load(version, self._cache_dir)
+                except Exception as exc:
+                    raise ModelUnavailable(f"model {version} cannot be loaded: {exc}") from exc
+                self._other = (version, Recommender(artifact))
+                log.info("serving model %s beside %s", version, self._version)
+            return self._other[1]
 
     def _refresh(self) -> None:
         self._checked_at = self._clock()

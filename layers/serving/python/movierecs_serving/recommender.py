@@ -188,11 +188,12 @@ class Recommender:
         A, Yi, c = self._system(item_rows, weights)
         return np.linalg.solve(A, c @ Yi).astype(np.float32)
 
-    def explain(self, basis: Basis, movie_ids: list[int]) -> list[Explanation]:
+    def explain(self, basis: Basis, movie_ids: list[int], top: int | None = None) -> list[Explanation]:
         """Each movie's score split into one term per history item: ``c_j y_i^T A^-1 y_j``.
 
         One solve for all movies (``A^-1 Y_items^T``), then one product with the history; the
-        terms of a movie add up to its score under the vector solved from ``basis``."""
+        terms of a movie add up to its score under the vector solved from ``basis``. ``top``
+        keeps only the largest terms (the score is still their full sum)."""
         rows = [self._item_row.get(int(m)) for m in movie_ids]
         known = [i for i, r in enumerate(rows) if r is not None]
         out = [Explanation(int(m), 0.0, []) for m in movie_ids]
@@ -201,12 +202,15 @@ class Recommender:
         A, Yh, c = self._system(basis.rows, basis.weights)
         W = np.linalg.solve(A, self._Y64[[rows[i] for i in known]].T)  # (f, n)
         terms = (Yh @ W) * c[:, None]  # (history, n)
+        scores = terms.sum(axis=0)
         hist_ids = self._item_ids[np.asarray(basis.rows, dtype=np.int64)]
+        n = len(basis.rows) if top is None else min(top, len(basis.rows))
         for col, i in enumerate(known):
             t = terms[:, col]
-            order = np.argsort(-t, kind="stable")
-            out[i] = Explanation(int(movie_ids[i]), float(t.sum()),
-                                 [(int(hist_ids[j]), float(t[j])) for j in order.tolist()])
+            best = np.argpartition(-t, n - 1)[:n] if n < len(t) else np.arange(len(t))
+            best = best[np.argsort(-t[best], kind="stable")]
+            out[i] = Explanation(int(movie_ids[i]), float(scores[col]),
+                                 list(zip(hist_ids[best].tolist(), t[best].tolist())))
         return out
 
     def diversify(self, items: list[tuple[int, float]], k: int, diversity: float,

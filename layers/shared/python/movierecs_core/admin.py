@@ -13,7 +13,7 @@ import time
 import uuid
 from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from .errors import ApiError, bad_request, not_found, unavailable
 from .events import format_ts
@@ -87,13 +87,19 @@ def models(store: ModelStoreAPI) -> dict[str, Any]:
 
 
 # -- retrain -----------------------------------------------------------------------------
-def retrain(sfn: Any, state_machine_arn: str) -> dict[str, str]:
-    """Start the retraining state machine; returns ``{"execution_arn"}``."""
+def retrain(sfn: Any, state_machine_arn: str, body: Any = None) -> dict[str, str]:
+    """Start the retraining state machine; returns ``{"execution_arn"}``. ``body`` may hold
+    ``{"canary": {"share": 0.1, ...}}``: start an experiment instead of promoting at once."""
+    extra: dict[str, Any] = {}
+    if body is not None:
+        if not isinstance(body, dict) or set(body) - {"canary"} or not isinstance(body.get("canary", {}), dict):
+            raise bad_request('the body must be empty or {"canary": {"share": 0.1, "min_impressions": 2000, "max_hours": 72}}')
+        extra = body
     if not state_machine_arn:
         raise unavailable("the retraining workflow is not configured (STATE_MACHINE_ARN is empty)")
     name = "admin-" + datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ") + "-" + uuid.uuid4().hex[:8]
     try:
-        resp = sfn.start_execution(stateMachineArn=state_machine_arn, name=name, input=json.dumps({"trigger": "admin"}))
+        resp = sfn.start_execution(stateMachineArn=state_machine_arn, name=name, input=json.dumps({"trigger": "admin", **extra}))
     except Exception as exc:
         code = getattr(exc, "response", {}).get("Error", {}).get("Code", "") if hasattr(exc, "response") else ""
         if code in ("StateMachineDoesNotExist", "ResourceNotFoundException"):
@@ -113,17 +119,25 @@ def _iso_minute(t: datetime) -> str:
     return t.strftime("%Y-%m-%dT%H:%M:00Z")
 
 
-def stats(ch: Any, minutes: int, now: datetime | None = None) -> dict[str, Any]:
-    """Per-minute series over the last ``minutes`` minutes; count series have every minute (0 if idle)."""
-    now = (now or datetime.now(timezone.utc)).replace(second=0, microsecond=0)
-    start = now - timedelta(minutes=minutes - 1)
+T = TypeVar("T")
+
+
+def telemetry(read: Callable[[], T]) -> T:
+    """Run one ClickHouse read of the admin; the store being down is ``Unavailable`` (a 503)."""
     try:
-        req_rows = clickhouse.request_minutes(ch, start)
-        like_rows = clickhouse.like_minutes(ch, start)
+        return read()
     except Unavailable:
         raise
     except Exception as exc:
         raise Unavailable(f"the telemetry store (ClickHouse) is unavailable ({type(exc).__name__})") from exc
+
+
+def stats(ch: Any, minutes: int, now: datetime | None = None) -> dict[str, Any]:
+    """Per-minute series over the last ``minutes`` minutes; count series have every minute (0 if idle)."""
+    now = (now or datetime.now(timezone.utc)).replace(second=0, microsecond=0)
+    start = now - timedelta(minutes=minutes - 1)
+    req_rows = telemetry(lambda: clickhouse.request_minutes(ch, start))
+    like_rows = telemetry(lambda: clickhouse.like_minutes(ch, start))
     req = {_minute(t): (int(n), int(e), float(p50), float(p95)) for t, n, e, p50, p95 in req_rows}
     lik = {_minute(t): int(n) for t, n in like_rows}
     grid = [start + timedelta(minutes=i) for i in range(minutes)]

@@ -44,6 +44,12 @@ class Settings:
     kafka_topic: str = "interactions"
     # the consumer function's event source mapping reads the topic as this group (template.yaml)
     kafka_consumer_group: str = "movierecs-consumer"
+    # every list served goes to this topic (issue 13); its own topic, so impressions never
+    # queue in front of likes and their 5 s freshness
+    impressions_topic: str = "impressions"
+    impressions_enabled: bool = True
+    # a like counts for an impression that showed the movie at most this long before it
+    like_window_seconds: int = 1800
     model_bucket: str = ""
     model_prefix: str = "models/"
     model_cache_dir: str = "/tmp/movierecs-models"
@@ -58,6 +64,10 @@ class Settings:
     telemetry_enabled: bool = True
     # retraining (functions/training): the promotion rule and the serving check
     promote_tolerance: float = 0.02
+    # canary promotion (issue 13): a share > 0 makes the retrain start an experiment instead
+    canary_share: float = 0.0
+    canary_min_impressions: int = 2000
+    canary_max_hours: float = 72.0
     serving_function: str = ""
     verify_timeout_s: float = 30.0
 
@@ -80,6 +90,9 @@ class Settings:
             kafka_bootstrap=e.get("KAFKA_BOOTSTRAP", d.kafka_bootstrap),
             kafka_topic=e.get("KAFKA_TOPIC", d.kafka_topic),
             kafka_consumer_group=e.get("KAFKA_CONSUMER_GROUP", d.kafka_consumer_group),
+            impressions_topic=e.get("KAFKA_IMPRESSIONS_TOPIC", d.impressions_topic),
+            impressions_enabled=e.get("MOVIERECS_IMPRESSIONS", "1") not in ("0", "false", "no", "off"),
+            like_window_seconds=int(e.get("LIKE_WINDOW_SECONDS", d.like_window_seconds)),
             model_bucket=e.get("MODEL_BUCKET", d.model_bucket),
             model_prefix=e.get("MODEL_PREFIX", d.model_prefix),
             model_cache_dir=e.get("MODEL_CACHE_DIR", d.model_cache_dir),
@@ -91,6 +104,9 @@ class Settings:
             function_name=e.get("AWS_LAMBDA_FUNCTION_NAME", d.function_name),
             telemetry_enabled=e.get("MOVIERECS_TELEMETRY", "1") not in ("0", "false", "no"),
             promote_tolerance=_tolerance(e.get("PROMOTE_TOLERANCE", str(d.promote_tolerance))),
+            canary_share=float(e.get("CANARY_SHARE", d.canary_share) or 0),
+            canary_min_impressions=int(e.get("CANARY_MIN_IMPRESSIONS", d.canary_min_impressions)),
+            canary_max_hours=float(e.get("CANARY_MAX_HOURS", d.canary_max_hours)),
             serving_function=e.get("SERVING_FUNCTION", d.serving_function),
             verify_timeout_s=float(e.get("VERIFY_TIMEOUT_S", d.verify_timeout_s)),
         )

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import base64
 import binascii
-from collections.abc import Iterable
+from collections.abc import Callable, Hashable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
@@ -55,14 +55,19 @@ class DeadLetter:
 
 @dataclass
 class Decoded:
-    """A batch split into valid events (first occurrence of each event id) and dead letters;
-    ``produced[i]`` is when ``likes[i]`` was produced (the record's timestamp)."""
+    """A batch split into valid events (the first occurrence of each id) and dead letters;
+    ``produced[i]`` is when ``events[i]`` was produced (the record's timestamp)."""
 
-    likes: list[FeedbackEvent] = field(default_factory=list)
+    events: list[Any] = field(default_factory=list)
     produced: list[datetime] = field(default_factory=list)
     dead: list[DeadLetter] = field(default_factory=list)
     duplicates_in_batch: int = 0
     total: int = 0
+
+    @property
+    def likes(self) -> list[FeedbackEvent]:
+        """The events of a batch of the interactions topic."""
+        return self.events
 
 
 @dataclass
@@ -91,10 +96,13 @@ def _b64_text(raw: Any) -> str:
         return str(raw)[:_MAX_DEAD_VALUE]
 
 
-def decode_event(event: dict[str, Any]) -> Decoded:
-    """Decode every record of a Lambda Kafka event (self-managed or MSK) with Powertools."""
+def decode_records(event: dict[str, Any], parse: Callable[[Any], Any], ident: Callable[[Any], Hashable],
+                   kind: str) -> Decoded:
+    """Decode every record of a Lambda Kafka event (self-managed or MSK) with Powertools:
+    ``parse`` validates a value (``InvalidEvent`` makes it a dead letter), ``ident`` names the
+    duplicates within the batch. Shared by the interactions and the impressions topics."""
     out = Decoded()
-    seen: set[tuple[int, str]] = set()
+    seen: set[Hashable] = set()
     records = ConsumerRecords(event, schema_config=SchemaConfig(value_schema_type="JSON"))
     for record in records.records:
         out.total += 1
@@ -116,21 +124,25 @@ def decode_event(event: dict[str, Any]) -> Decoded:
             dead(f"undecodable value: {type(exc).__name__}: {str(exc)[:200]}")
             continue
         try:
-            like = feedback_from_message(value)
+            parsed = parse(value)
         except InvalidEvent as exc:
-            dead(f"invalid event: {exc}")
+            dead(f"invalid {kind}: {exc}")
             continue
-        ident = (like.user_id, like.event_id)
-        if ident in seen:
+        if ident(parsed) in seen:
             out.duplicates_in_batch += 1
             continue
-        seen.add(ident)
-        out.likes.append(like)
-        out.produced.append(_produced(raw.get("timestamp"), like))
+        seen.add(ident(parsed))
+        out.events.append(parsed)
+        out.produced.append(_produced(raw.get("timestamp"), parsed))
     return out
 
 
-def _produced(timestamp_ms: Any, event: FeedbackEvent) -> datetime:
+def decode_event(event: dict[str, Any]) -> Decoded:
+    """A Lambda Kafka event of the interactions topic: feedback events and dead letters."""
+    return decode_records(event, feedback_from_message, lambda e: (e.user_id, e.event_id), "event")
+
+
+def _produced(timestamp_ms: Any, event: Any) -> datetime:
     """When the record was produced: its Kafka timestamp (ms), else the event's own ts."""
     try:
         ms = int(timestamp_ms)

@@ -8,8 +8,9 @@ here by the ``Models`` protocol: core never imports serving.
 """
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from . import new_items, paging
@@ -17,6 +18,7 @@ from .catalog import Catalog
 from .controls import Controls
 from .errors import from_unavailable, not_found, unavailable
 from .events import format_ts
+from .experiments import Experiment
 from .filters import Filters
 from .stores import Unavailable
 from .stores.postgres import Postgres, user_hidden, user_history, user_likes
@@ -26,6 +28,7 @@ from .user_state import History
 _MARGIN = 5
 # How many reasons an item carries at most.
 _REASONS = 3
+log = logging.getLogger("movierecs.service")
 
 
 class Models(Protocol):
@@ -39,6 +42,8 @@ class Models(Protocol):
 
     def get(self) -> Any: ...
 
+    def get_version(self, version: str) -> Any: ...
+
 
 @dataclass
 class Reads:
@@ -47,6 +52,8 @@ class Reads:
     models: Models
     catalog: Catalog
     state: Postgres
+    #: The running experiment (``experiments.Running.get``), None outside experiments.
+    experiment: Callable[[], Experiment | None] = field(default=lambda: None)
     #: Share of a page offered to added movies no model knows yet (``new_items.explore``).
     exploration: float = 0.1
 
@@ -63,6 +70,20 @@ class Reads:
             return self.models.get()
         except self.models.Unavailable as exc:
             raise unavailable(str(exc)) from exc
+
+    def model_for(self, user_id: int) -> tuple[Any, Experiment | None, str | None]:
+        """The Recommender for this user, with the experiment and arm it comes from: while an
+        experiment runs, the user's sticky arm decides the version. An arm whose version cannot
+        be loaded serves the current model outside the experiment (never a wrong arm)."""
+        exp = self.experiment()
+        if exp is not None:
+            arm = exp.arm(user_id)
+            try:
+                return self.models.get_version(exp.version(arm)), exp, arm
+            except self.models.Unavailable as exc:
+                log.error("experiment %s: %s arm not servable, serving the current model: %s",
+                          exp.experiment_id, arm, exc)
+        return self.model(), None, None
 
 
 def health(reads: Reads) -> dict[str, Any]:
@@ -137,8 +158,8 @@ def _with_reasons(reads: Reads, rec: Any, items: list[dict[str, Any]], basis: An
         for item in items:
             item["reasons"] = [{"kind": "popular", "share": 1.0}]
         return
-    explained = rec.explain(basis, [i["movie_id"] for i in items])
-    top = [[(m, t) for m, t in e.terms[:_REASONS] if t > 0] if e.score > 0 else [] for e in explained]
+    explained = rec.explain(basis, [i["movie_id"] for i in items], top=_REASONS)
+    top = [[(m, t) for m, t in e.terms if t > 0] if e.score > 0 else [] for e in explained]
     titles = reads.catalog.get_many({m for terms in top for m, _ in terms})
     liked = set(history.liked)
     for item, e, terms in zip(items, explained, top):
@@ -152,7 +173,7 @@ def _with_reasons(reads: Reads, rec: Any, items: list[dict[str, Any]], basis: An
 def recommendations(reads: Reads, user_id: int, k: int, controls: Controls = Controls()) -> dict[str, Any]:
     """A page of top-k for a user with their likes folded in; never a rated/liked movie, never a
     repeat (across pages too); only movies passing the filters; each with its reasons."""
-    rec = reads.model()
+    rec, exp, arm = reads.model_for(user_id)
     history = reads.state_query(lambda db: user_history(db, user_id, ratings=not rec.knows_all_ratings))
     f = controls.filters
     cursor = paging.resume(controls.cursor, paging.listing("recommendations", user_id, f, controls.diversity),
@@ -168,7 +189,9 @@ def recommendations(reads: Reads, user_id: int, k: int, controls: Controls = Con
     items = _diversified(rec, items, k, controls.diversity, cursor.served)
     _with_reasons(reads, rec, items, r.basis, history)
     items = new_items.explore(reads, rec, r, items, k, history.added, history.seen | shown, f, reads.exploration)
-    out = {"user_id": user_id, "k": k, "model_version": r.model_version, "strategy": r.strategy}
+    out: dict[str, Any] = {"user_id": user_id, "k": k, "model_version": r.model_version, "strategy": r.strategy}
+    if exp is not None:
+        out.update(arm=arm, experiment_id=exp.experiment_id)
     return _page(out, items, k, controls, cursor)
 
 

@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, Protocol
 
 from .stores.clickhouse import insert_requests
 
@@ -40,8 +40,15 @@ class RequestRow:
 InsertFn = Callable[[Sequence[tuple[Any, ...]]], None]
 
 
+class Row(Protocol):
+    """What a Recorder buffers: anything that turns into one tuple of its batch."""
+
+    def as_tuple(self) -> tuple[Any, ...]: ...
+
+
 class Recorder:
-    """Buffers request rows and flushes them in a background thread."""
+    """Buffers rows and flushes them in a background thread (request telemetry into
+    ClickHouse; impressions into Kafka, ``movierecs_core.impressions``)."""
 
     def __init__(
         self,
@@ -72,7 +79,7 @@ class Recorder:
             self._thread = threading.Thread(target=self._run, name="telemetry-flush", daemon=True)
             self._thread.start()
 
-    def record(self, row: RequestRow) -> None:
+    def record(self, row: Row) -> None:
         """Queue one row (O(1), no I/O)."""
         with self._lock:
             if not self._rows:

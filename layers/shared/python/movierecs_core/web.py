@@ -68,7 +68,7 @@ class ApiApp(Chalice):
                         self.logger.error("dependency failure: %s", err.message, exc_info=cause or False)
                     return json_response(err.body(), err.status)
                 except Exception:
-                    rid = self._request_id()
+                    rid = self.request_id()
                     self.logger.exception("unhandled error in %s %s", path, kwargs.get("methods", ["GET"]))
                     return error_response(500, f"internal error (request id {rid}); the details are in the function's log")
 
@@ -78,7 +78,8 @@ class ApiApp(Chalice):
         return decorator
 
     # -- request helpers ------------------------------------------------------------------
-    def _request_id(self) -> str:
+    def request_id(self) -> str:
+        """The invocation's request id ("" outside Lambda)."""
         ctx = getattr(self, "lambda_context", None)
         return str(getattr(ctx, "aws_request_id", "") or "")
 
@@ -113,7 +114,7 @@ class ApiApp(Chalice):
         ctx = event.context if event is not None else {}
         route = (ctx or {}).get("resourcePath", "?")
         method = getattr(event, "method", "?")
-        rid = self._request_id()
+        rid = self.request_id()
         self.logger.append_keys(request_id=rid, route=f"{method} {route}")
         response = get_response(event)
         body = response.body

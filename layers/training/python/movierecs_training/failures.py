@@ -25,8 +25,12 @@ class ServingNotUpdated(RuntimeError):
     """The serving function did not report the promoted version in time (promotion rolled back)."""
 
 
+class CanaryNotStarted(RuntimeError):
+    """The canary experiment could not start (another one runs, or its settings are wrong)."""
+
+
 #: Errors of the workflow's own making: raised as they are, never reclassified.
-OWN = (InvalidRequest, PointerMoved, ServingNotUpdated)
+OWN = (InvalidRequest, PointerMoved, ServingNotUpdated, CanaryNotStarted)
 
 #: Client exceptions (botocore, urllib3, clickhouse-connect, pg8000) that mean "could not
 #: reach it", matched by name: the training layer does not import those libraries to ask.

@@ -42,6 +42,10 @@ def validate_request(request: Any) -> RetrainRequest:
     unknown = sorted(set(request) - REQUEST_KEYS)
     if unknown:
         raise InvalidRequest(f"unknown execution input keys {unknown}; allowed: {sorted(REQUEST_KEYS)}")
+    canary = request.get("canary")
+    if canary is not None and (not isinstance(canary, dict)
+                               or set(canary) - {"share", "min_impressions", "max_hours", "alpha"}):
+        raise InvalidRequest("'canary' must be an object such as {\"share\": 0.1, \"max_hours\": 24}")
     hp = request.get("hyperparameters")
     if hp is None:
         return RetrainRequest(**request)

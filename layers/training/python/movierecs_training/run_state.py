@@ -21,6 +21,9 @@ class RetrainRequest(TypedDict, total=False):
 
     trigger: str
     hyperparameters: dict[str, Any]
+    # start an experiment instead of promoting: {"share", "min_impressions"?, "max_hours"?}
+    # (default: the CANARY_* settings; {"share": 0} promotes at once)
+    canary: dict[str, Any]
     source: str
     requested_by: str
     requested_at: str
@@ -67,6 +70,8 @@ class Promoted(TypedDict, total=False):
 
     promoted_version: str
     promoted_at: str
+    # canary mode: the pointer stays (promoted_version is the control) and this experiment runs
+    canary_experiment_id: str
 
 
 class Verified(TypedDict, total=False):

@@ -19,7 +19,7 @@ from movierecs_core import apigw
 from movierecs_core.config import Settings
 from movierecs_serving import ModelStore
 from movierecs_training import pipeline
-from movierecs_training.failures import OWN, InvalidRequest, PointerMoved, ServingNotUpdated, TransientError, is_transient
+from movierecs_training.failures import CanaryNotStarted, OWN, InvalidRequest, PointerMoved, ServingNotUpdated, TransientError, is_transient
 from movierecs_training.request import validate_request
 from movierecs_training.run_state import RetrainRequest, Run, State, Task
 
@@ -84,14 +84,45 @@ def evaluate(run: Run, request: RetrainRequest, ctx: Context) -> Run:
 
 
 def promote(run: Run, request: RetrainRequest, ctx: Context) -> Run:
-    """Move models/CURRENT to the candidate, unless it moved since evaluation (PointerMoved)."""
+    """Move models/CURRENT to the candidate, unless it moved since evaluation (PointerMoved);
+    in canary mode start an experiment candidate vs current instead (the pointer stays)."""
     if not run.get("promote"):
         raise InvalidRequest("promote called for a candidate the evaluation did not approve")
     now = ctx.store().current_version()
     if now != run.get("current_version"):
         raise PointerMoved(f"models/CURRENT is {now!r}, but {run.get('candidate_version')!r} was evaluated "
                            f"against {run.get('current_version')!r}; retrain again to compare with the new model")
+    canary = _canary(request, ctx)
+    if canary and now:
+        return start_canary(run, canary, ctx)
     return pipeline.promote(dict(run), s3=ctx.s3, bucket=ctx.bucket, prefix=ctx.prefix)
+
+
+def _canary(request: RetrainRequest, ctx: Context) -> dict[str, Any] | None:
+    """The experiment settings of this run: the request's ``canary``, else the CANARY_* settings."""
+    s = ctx.settings
+    canary = request.get("canary")
+    if canary is None and s.canary_share > 0:
+        canary = {"share": s.canary_share, "min_impressions": s.canary_min_impressions, "max_hours": s.canary_max_hours}
+    return canary if canary and canary.get("share") else None
+
+
+def start_canary(run: Run, canary: dict[str, Any], ctx: Context) -> Run:
+    """Start the experiment current (control) vs candidate; the scheduled check ends it."""
+    from movierecs_core import experiments
+    from movierecs_core.errors import ApiError
+    from movierecs_core.stores.postgres import Postgres
+
+    db = Postgres(ctx.settings.require("postgres_dsn"))
+    try:
+        exp = experiments.start(db, ctx.store(), {"control": run["current_version"],
+                                                  "candidate": run["candidate_version"], **canary})
+    except ApiError as exc:
+        raise CanaryNotStarted(f"the canary experiment did not start: {exc.message}") from None
+    finally:
+        db.close()
+    return {**run, "promoted_version": str(run["current_version"]), "promoted_at": exp["created_at"],
+            "canary_experiment_id": exp["experiment_id"]}
 
 
 def served_version(ctx: Context, function: str) -> str:

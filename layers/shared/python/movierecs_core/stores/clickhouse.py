@@ -333,3 +333,80 @@ def insert_ratings(ch: Any, database: str, frame: Any) -> None:
 def count_ratings(ch: Any, database: str = DATABASE) -> int:
     """Distinct (user, movie) ratings stored."""
     return int(ch.command(f"SELECT count() FROM (SELECT DISTINCT user_id, movie_id FROM {ident(database)}.ratings)"))
+
+
+# -- impressions: every list served, and the like-rate of each model version --------------
+IMPRESSION_COLUMNS = ["ts", "request_id", "user_id", "listing", "source_movie", "model_version", "arm",
+                      "experiment_id", "strategy", "movie_ids", "ingested_at"]
+_EXISTING_IMPRESSIONS_SQL = "SELECT request_id FROM impressions WHERE request_id IN {ids:Array(String)}"
+
+
+def existing_impressions(ch: Any, request_ids: Iterable[str]) -> set[str]:
+    """The request ids among ``request_ids`` whose impression is already stored."""
+    ids = sorted(set(request_ids))
+    if not ids:
+        return set()
+    return {str(r) for r, in ch.query(_EXISTING_IMPRESSIONS_SQL, parameters={"ids": ids}).result_rows}
+
+
+def insert_impressions(ch: Any, rows: Sequence[Sequence[Any]]) -> None:
+    """One batched insert of ``IMPRESSION_COLUMNS`` rows."""
+    ch.insert("impressions", [list(r) for r in rows], column_names=IMPRESSION_COLUMNS)
+
+
+# A like credits the newest impression of that user that showed the movie at most
+# ``window`` seconds before it; an impression converts when at least one like credits it.
+_SERVED_CTE = """
+WITH served AS (
+    SELECT * FROM impressions FINAL
+    WHERE ts >= {since:DateTime64(3, 'UTC')} AND user_id > 0 {experiment_filter}
+),
+credited AS (
+    SELECT l.event_id, argMax(s.request_id, s.ts) AS request_id
+    FROM (SELECT DISTINCT event_id, user_id, movie_id, ts FROM likes WHERE ts >= {since:DateTime64(3, 'UTC')}) AS l
+    INNER JOIN (SELECT request_id, user_id, ts, arrayJoin(movie_ids) AS movie_id FROM served) AS s
+        ON l.user_id = s.user_id AND l.movie_id = s.movie_id
+    WHERE s.ts <= l.ts AND l.ts < s.ts + toIntervalSecond({window:UInt32})
+    GROUP BY l.event_id
+),
+judged AS (
+    SELECT i.*, c.n AS liked
+    FROM served AS i
+    LEFT JOIN (SELECT request_id, count() AS n FROM credited GROUP BY request_id) AS c ON i.request_id = c.request_id
+)
+"""
+_LIKE_RATE_SQL = _SERVED_CTE + """
+SELECT model_version, arm, strategy, toStartOfHour(ts) AS hour,
+       count() AS impressions, countIf(liked > 0) AS converted, sum(liked) AS likes
+FROM judged
+GROUP BY model_version, arm, strategy, hour
+ORDER BY hour, model_version, arm, strategy
+"""
+# Per arm, over users (the unit of assignment): users, impressions, converted impressions,
+# and the sum and sum of squares of each user's own like-rate (for the sequential test).
+_ARM_USERS_SQL = _SERVED_CTE + """
+SELECT arm, count() AS users, sum(n) AS impressions, sum(k) AS converted, sum(k / n) AS s1, sum((k / n) * (k / n)) AS s2
+FROM (SELECT user_id, any(arm) AS arm, count() AS n, countIf(liked > 0) AS k FROM judged GROUP BY user_id)
+GROUP BY arm ORDER BY arm
+"""
+
+
+def _served(sql: str, since: datetime, window_seconds: int, experiment_id: str | None) -> tuple[str, dict[str, Any]]:
+    params: dict[str, Any] = {"since": since, "window": int(window_seconds)}
+    flt = ""
+    if experiment_id is not None:  # a fixed clause; the id itself travels as a parameter
+        flt, params["experiment"] = "AND experiment_id = {experiment:String}", experiment_id
+    return sql.replace("{experiment_filter}", flt), params
+
+
+def like_rates(ch: Any, since: datetime, window_seconds: int, experiment_id: str | None = None) -> list[Sequence[Any]]:
+    """(version, arm, strategy, hour, impressions, converted, likes) of the user lists served
+    since ``since`` (only those of one experiment when ``experiment_id`` is given)."""
+    sql, params = _served(_LIKE_RATE_SQL, since, window_seconds, experiment_id)
+    return ch.query(sql, parameters=params).result_rows
+
+
+def arm_users(ch: Any, experiment_id: str, since: datetime, window_seconds: int) -> list[Sequence[Any]]:
+    """(arm, users, impressions, converted, sum of user rates, sum of their squares) of one experiment."""
+    sql, params = _served(_ARM_USERS_SQL, since, window_seconds, experiment_id)
+    return ch.query(sql, parameters=params).result_rows

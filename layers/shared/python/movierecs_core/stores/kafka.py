@@ -7,6 +7,7 @@ records arrive as a Lambda event (``movierecs_core.consumer``).
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from . import Shared, Unavailable
@@ -62,6 +63,20 @@ def send_and_wait(bootstrap: str, topic: str, key: bytes, value: bytes, timeout:
         raise Unavailable(
             f"the event broker did not acknowledge the like ({type(exc).__name__}); it was not recorded, retry shortly"
         ) from exc
+
+
+def send_batch(bootstrap: str, topic: str, records: Sequence[tuple[bytes, bytes]], timeout: float = 10.0) -> None:
+    """Produce ``(key, value)`` records and wait until the broker acknowledged every one; any
+    failure raises ``Unavailable`` (the caller keeps the batch and retries: the consumer
+    de-duplicates what an earlier attempt already wrote)."""
+    producer = get_producer(bootstrap)
+    try:
+        futures = [producer.send(topic, key=k, value=v) for k, v in records]
+        for f in futures:
+            f.get(timeout=timeout)
+    except Exception as exc:
+        reset_producer(bootstrap)
+        raise Unavailable(f"the event broker did not acknowledge {len(records)} records ({type(exc).__name__})") from exc
 
 
 def consumer_lag(bootstrap: str, group: str, topic: str, timeout_ms: int = 3000) -> list[dict[str, int]]:

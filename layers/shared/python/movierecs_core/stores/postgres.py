@@ -431,3 +431,54 @@ def mark_backfill_done(db: Any, step: str, rows: int) -> None:
     """Record that backfill ``step`` finished with ``rows`` rows."""
     db.run("INSERT INTO serving_backfill (step, rows, done_at) VALUES (:s, :n, now()) "
            "ON CONFLICT (step) DO UPDATE SET rows = EXCLUDED.rows, done_at = EXCLUDED.done_at", s=step, n=rows)
+
+
+# -- experiments (issue 13): at most one running, enforced by a partial unique index ------
+EXPERIMENT_COLUMNS = ("experiment_id", "control", "candidate", "share", "min_impressions", "max_hours", "alpha",
+                      "status", "decision", "reason", "created_at", "ended_at")
+_EXP = ", ".join(EXPERIMENT_COLUMNS)
+_INSERT_EXPERIMENT_SQL = f"""
+INSERT INTO experiments ({_EXP})
+VALUES (:experiment_id, :control, :candidate, :share, :min_impressions, :max_hours, :alpha, 'running', NULL, NULL,
+        :created_at, NULL)
+ON CONFLICT DO NOTHING
+RETURNING {_EXP}
+"""
+_RUNNING_EXPERIMENT_SQL = f"SELECT {_EXP} FROM experiments WHERE status = 'running'"
+_EXPERIMENTS_SQL = f"SELECT {_EXP} FROM experiments ORDER BY created_at DESC LIMIT :n"
+_EXPERIMENT_SQL = f"SELECT {_EXP} FROM experiments WHERE experiment_id = :id"
+_END_EXPERIMENT_SQL = f"""
+UPDATE experiments SET status = :status, decision = :decision, reason = :reason, ended_at = :ended_at
+WHERE experiment_id = :id AND status = 'running'
+RETURNING {_EXP}
+"""
+
+
+def _experiment(rows: list[Sequence[Any]]) -> dict[str, Any] | None:
+    return dict(zip(EXPERIMENT_COLUMNS, rows[0])) if rows else None
+
+
+def insert_experiment(db: Postgres, **values: Any) -> dict[str, Any] | None:
+    """Start an experiment; None when another one is running (nothing written)."""
+    return _experiment(db.run(_INSERT_EXPERIMENT_SQL, **values))
+
+
+def running_experiment(db: Postgres) -> dict[str, Any] | None:
+    """The running experiment, if any."""
+    return _experiment(db.run(_RUNNING_EXPERIMENT_SQL))
+
+
+def experiments(db: Postgres, limit: int = 50) -> list[dict[str, Any]]:
+    """The newest ``limit`` experiments."""
+    return [dict(zip(EXPERIMENT_COLUMNS, r)) for r in db.run(_EXPERIMENTS_SQL, n=limit)]
+
+
+def experiment(db: Postgres, experiment_id: str) -> dict[str, Any] | None:
+    return _experiment(db.run(_EXPERIMENT_SQL, id=experiment_id))
+
+
+def end_experiment(db: Postgres, experiment_id: str, status: str, decision: str, reason: str,
+                   ended_at: datetime) -> dict[str, Any] | None:
+    """Mark a running experiment ended; None when it was not running (someone ended it first)."""
+    return _experiment(db.run(_END_EXPERIMENT_SQL, id=experiment_id, status=status, decision=decision,
+                              reason=reason, ended_at=ended_at))
