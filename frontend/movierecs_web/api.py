@@ -109,6 +109,12 @@ def like(user_id: int, movie_id: int) -> dict[str, Any]:
                                           "event_id": uuid.uuid4().hex})
 
 
+def feedback(user_id: int, movie_id: int, kind: str) -> dict[str, Any]:
+    """POST /feedback: kind is like, unlike or not_interested (issue 12)."""
+    return _call("POST", "/feedback", body={"user_id": user_id, "movie_id": movie_id, "type": kind,
+                                             "event_id": uuid.uuid4().hex})
+
+
 def admin_stats(minutes: int) -> dict[str, Any]:
     return _call("GET", "/admin/stats", params={"minutes": minutes}, admin=True)
 

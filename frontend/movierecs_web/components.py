@@ -76,6 +76,20 @@ def like_button(m: Movie, on_like) -> rx.Component:
     )
 
 
+def feedback_buttons(m: Movie, on_unlike, on_not_interested) -> rx.Component:
+    """Under the like button: "Undo" once liked, "Not for me" before (issue 12)."""
+    return rx.cond(
+        m.liked,
+        rx.cond(m.pending, rx.fragment(),
+                rx.button(rx.icon("undo-2", size=13), "Undo", on_click=on_unlike(m.movie_id), variant="ghost",
+                          color_scheme="gray", size="1", width="100%", aria_label="Undo the like of " + m.title,
+                          class_name="undo-button")),
+        rx.button(rx.icon("eye-off", size=13), "Not for me", on_click=on_not_interested(m.movie_id), variant="ghost",
+                  color_scheme="gray", size="1", width="100%", aria_label="Not for me: " + m.title,
+                  class_name="not-interested-button"),
+    )
+
+
 def reasons_line(m: Movie) -> rx.Component:
     """Why the movie is on the list, in words; the shares are in the tooltip."""
     return rx.cond(
@@ -88,7 +102,7 @@ def reasons_line(m: Movie) -> rx.Component:
 
 
 def movie_card(m: Movie, on_like, poster_height=("150px", "190px"),
-               show_reasons: bool = False) -> rx.Component:
+               show_reasons: bool = False, on_unlike=None, on_not_interested=None) -> rx.Component:
     return rx.card(
         rx.inset(poster(m, poster_height), side="top", pb="current"),
         rx.vstack(
@@ -97,6 +111,7 @@ def movie_card(m: Movie, on_like, poster_height=("150px", "190px"),
             rx.text(m.genres, size="1", color_scheme="gray", line_clamp=1, class_name="movie-genres"),
             *([reasons_line(m)] if show_reasons else []),
             rx.box(like_button(m, on_like), margin_top="auto", width="100%"),
+            *([feedback_buttons(m, on_unlike, on_not_interested)] if on_unlike is not None else []),
             spacing="2", padding_top="0.6em", flex_grow="1",
         ),
         class_name="movie-card", data_movie_id=m.movie_id.to_string(),

@@ -72,7 +72,9 @@ def skeleton_grid() -> rx.Component:
 
 def recs_grid() -> rx.Component:
     return rx.grid(
-        rx.foreach(RecState.items, lambda m: movie_card(m, RecState.like, show_reasons=True)),
+        rx.foreach(RecState.items, lambda m: movie_card(m, RecState.like, show_reasons=True,
+                                                        on_unlike=RecState.unlike,
+                                                        on_not_interested=RecState.not_interested)),
         columns=rx.breakpoints(initial="2", sm="3", md="4", lg="5"), spacing="4", width="100%",
         id="recs-grid",
     )
@@ -97,8 +99,11 @@ def like_row(x: Like) -> rx.Component:
         rx.icon("heart", size=14, color=rx.color("ruby", 9), fill=rx.color("ruby", 9)),
         rx.text(x.title, size="2", weight="medium", line_clamp=1, flex="1"),
         rx.text(x.when, size="1", color_scheme="gray", white_space="nowrap"),
+        rx.icon_button(rx.icon("x", size=12), on_click=RecState.unlike(x.movie_id), variant="ghost",
+                       color_scheme="gray", size="1", aria_label="Remove the like of " + x.title,
+                       title="Remove this like", class_name="remove-like"),
         width="100%", align="center", spacing="2", padding_y="0.35em",
-        border_bottom=f"1px solid {rx.color('gray', 3)}", class_name="like-row",
+        border_bottom=f"1px solid {rx.color('gray', 3)}", class_name="like-row", data_movie_id=x.movie_id.to_string(),
     )
 
 

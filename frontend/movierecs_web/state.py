@@ -431,3 +431,46 @@ class RecState(rx.State):
                       *[x for x in self.likes if x.movie_id != movie_id]][:10]
         yield rx.toast.success(f"Liked “{title}”", id=f"like-{movie_id}", duration=2500)
         yield RecState.load_similar(user_id, movie_id, title)
+
+    @rx.event
+    async def unlike(self, movie_id: int):
+        """Undo a like (a card's "Undo", the likes list's remove): POST /feedback type unlike."""
+        if not self.user_id:
+            return
+        user_id = self.user_id
+        before = list(self.likes)
+        gone = next((x for x in before if x.movie_id == movie_id), None)
+        title = self._mark(movie_id, liked=False, pending=False) or (gone.title if gone else f"movie {movie_id}")
+        self.likes = [x for x in before if x.movie_id != movie_id]  # optimistic
+        yield
+        try:
+            await asyncio.to_thread(api.feedback, user_id, movie_id, "unlike")
+        except api.ApiError as exc:
+            self.likes = before
+            self._mark(movie_id, liked=True, pending=False)
+            self.error = f"Could not remove the like of “{title}”: {exc}"
+            yield rx.toast.error(f"Undo failed: {exc}", id=f"unlike-{movie_id}")
+            return
+        self.error = ""
+        yield rx.toast.success(f"Removed the like of “{title}”", id=f"unlike-{movie_id}", duration=2500)
+
+    @rx.event
+    async def not_interested(self, movie_id: int):
+        """"Not for me": the card leaves the lists; POST /feedback type not_interested."""
+        if not self.user_id:
+            return
+        user_id = self.user_id
+        items, similar = list(self.items), list(self.similar)
+        title = next((m.title for m in [*items, *similar] if m.movie_id == movie_id), f"movie {movie_id}")
+        self.items = [m for m in items if m.movie_id != movie_id]  # optimistic
+        self.similar = [m for m in similar if m.movie_id != movie_id]
+        yield
+        try:
+            await asyncio.to_thread(api.feedback, user_id, movie_id, "not_interested")
+        except api.ApiError as exc:
+            self.items, self.similar = items, similar
+            self.error = f"Could not hide “{title}”: {exc}"
+            yield rx.toast.error(f"Not for me failed: {exc}", id=f"ni-{movie_id}")
+            return
+        self.error = ""
+        yield rx.toast.success(f"“{title}” will not be shown again", id=f"ni-{movie_id}", duration=2500)

@@ -779,3 +779,57 @@ def test_a_bad_experiment_start_shows_the_apis_message(browser, api):
         s.assert_clean()
     finally:
         stop_own_experiments(api, version, started_after)
+
+
+def test_undo_not_for_me_and_remove_a_like(browser, api):
+    """Issue 12: a liked card's "Undo" takes the like back, "Not for me" takes a card out of
+    this and every later list, and the recent likes' remove button takes a like back; each
+    reaches the API (GET /users/{id}/likes, GET /recommendations)."""
+    s = browser()
+    open_recs(s)
+    s.page.fill("#k", "10")
+    submit_and_wait(s, lambda: s.page.click("#new-user"))
+    user_id = int(s.page.input_value("#user_id"))
+    ids = shown_ids(s)
+    assert len(ids) == 10
+    first, second, third = ids[:3]
+
+    def api_likes() -> list[int]:
+        return [x["movie_id"] for x in api.get(f"/users/{user_id}/likes")["items"]]
+
+    def wait_api(done, what: str) -> None:
+        deadline = time.monotonic() + LIKE_VISIBLE_S
+        while not done():
+            if time.monotonic() > deadline:
+                pytest.fail(f"after {LIKE_VISIBLE_S:.0f} s: {what}")
+            time.sleep(0.3)
+
+    like(s, first)
+    like(s, second)
+    wait_likes_acknowledged(s, [first, second])
+    wait_api(lambda: sorted(api_likes()) == sorted([first, second]), "the two likes never reached the API")
+
+    # Undo on a liked card
+    card(s, first).locator(".undo-button").click()
+    s.page.wait_for_selector(f'#recs-grid .movie-card[data-movie-id="{first}"] .like-button[aria-pressed="false"]')
+    s.page.locator("[data-sonner-toast]").filter(has_text="Removed the like").first.wait_for()
+    assert s.page.locator(f'#recent-likes .like-row[data-movie-id="{first}"]').count() == 0
+    wait_api(lambda: api_likes() == [second], f"the undone like of {first} is still in GET /users/{user_id}/likes")
+
+    # "Not for me": gone from the page at once and from every later list
+    card(s, third).locator(".not-interested-button").click()
+    s.page.wait_for_selector(f'#recs-grid .movie-card[data-movie-id="{third}"]', state="detached")
+    s.page.locator("[data-sonner-toast]").filter(has_text="will not be shown again").first.wait_for()
+    wait_api(lambda: third not in ids_of(api.get("/recommendations", user_id=user_id, k=50)),
+             f"movie {third} is still recommended after 'Not for me'")
+    refetch(s)
+    assert third not in shown_ids(s)
+
+    # remove a like from the recent likes list
+    row = s.page.locator(f'#recent-likes .like-row[data-movie-id="{second}"]')
+    row.wait_for()
+    row.locator(".remove-like").click()
+    row.wait_for(state="detached")
+    wait_api(lambda: api_likes() == [], "the removed like is still in GET /users/{id}/likes")
+    s.shot("feedback")
+    s.assert_clean()

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from test_feedback import _aws, fresh_user, ids, liked, post, recs
+from test_feedback import _aws, fresh_user, ids, liked, post, recs, train_candidate
 
 pytestmark = pytest.mark.timeout(600)
 GENRE = "Film-Noir"
@@ -119,19 +119,7 @@ def test_the_next_training_takes_an_added_movie_in(api, http, admin_key, pg, wai
     assert wait(lambda: all(new in liked(http, api, u) for u in users), timeout=30)
 
     aws = _aws(api)
-    r = admin(http, admin_key, "POST", "/admin/retrain", api)
-    assert r.status_code == 202, r.text
-    arn = r.json()["execution_arn"]
-    deadline = time.monotonic() + 400
-    while aws["sfn"].describe_execution(executionArn=arn)["status"] == "RUNNING":
-        assert time.monotonic() < deadline, "the retrain did not finish in time"
-        time.sleep(3)
-    candidate = None
-    for e in aws["sfn"].get_execution_history(executionArn=arn, maxResults=1000)["events"]:
-        details = e.get("stateExitedEventDetails")
-        if details and details["name"] == "Train":
-            candidate = json.loads(details["output"])["run"]["candidate_version"]
-    assert candidate, "the retrain trained no candidate"
+    candidate = train_candidate(aws, "new-movie")
     art = ModelStore(aws["s3"], aws["bucket"]).load(candidate, str(tmp_path / "candidate"))
     assert new in set(art.item_ids.tolist()) and set(users) <= set(art.user_ids.tolist())
     r = admin(http, admin_key, "PATCH", f"/admin/movies/{new}", api, {"hidden": True})

@@ -168,7 +168,7 @@ def test_admin_retrain_promotes_a_new_version_that_is_then_served(ep: dict[str, 
     assert new != before and run["candidate_version"] == new and run["current_version"] == before
     assert run["promote"] is True and run["verified"] == "serving" and run["served_version"] == new
     # Extract read both sources: every rating, and at least the likes present before the start
-    assert run["ratings"] == ratings >= 1_000_000
+    assert run["ratings"] == ratings >= 900_000  # ML-1M's 1,000,209, less the users forgotten (DELETE /users)
     assert run["likes"] >= likes and run["rows"] == run["ratings"] + run["likes"]
     assert states_entered(aws, arn) == ["Init", "Extract", "Train", "Evaluate", "Decide", "Promote", "VerifyServing", "Promoted"]
 

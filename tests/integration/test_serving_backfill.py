@@ -30,7 +30,7 @@ def test_a_second_run_does_nothing_and_force_copies_what_only_clickhouse_has(end
         user = random.randint(1_900_000_000, 2_000_000_000)
         event = f"backfill-{uuid.uuid4().hex}"
         now = datetime.now(timezone.utc)
-        clickhouse.insert_likes(ch, [[event, user, 1, now, now]])  # written to ClickHouse only
+        clickhouse.insert_likes(ch, [[event, user, 1, now, now, "like"]])  # written to ClickHouse only
         assert postgres.user_history(db, user, ratings=False).liked == []
         out = _backfill("--force")
         assert "ratings filled" in out and "likes filled" in out

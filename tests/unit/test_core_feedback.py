@@ -251,3 +251,34 @@ def test_new_movie_requests_are_checked():
         with pytest.raises(ApiError) as e:
             patch_movie(None, 5, body)
         assert e.value.status == 400
+
+
+def test_a_transaction_reopens_a_connection_found_broken_at_begin(monkeypatch):
+    """The database restarted since the last call: BEGIN fails, the connection is reopened once."""
+    from movierecs_core.stores import postgres as pgs
+
+    class Conn:
+        def __init__(self, broken: bool):
+            self.broken, self.ran = broken, []
+
+        def run(self, sql, **kw):
+            if self.broken:
+                raise ConnectionResetError("reset")
+            self.ran.append(sql)
+            return [[1]]
+
+        def prepare(self, sql):
+            return type("S", (), {"run": lambda _s, **kw: self.run(sql, **kw)})()
+
+        def close(self):
+            pass
+
+    conns = [Conn(broken=True), Conn(broken=False)]
+    db = pgs.Postgres("postgresql://u@127.0.0.1:1/db")
+    monkeypatch.setattr(db, "_connect", lambda: conns.pop(0))
+    assert db.transaction(lambda run: run("SELECT 1")) == [[1]]
+    assert not conns  # the broken one was dropped, a second one opened
+    db._conn = Conn(broken=True)
+    monkeypatch.setattr(db, "_connect", lambda: Conn(broken=True))
+    with pytest.raises(pgs.Unavailable):
+        db.transaction(lambda run: run("SELECT 1"))

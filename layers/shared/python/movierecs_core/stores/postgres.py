@@ -113,15 +113,15 @@ class Postgres:
 
     def transaction(self, body: Callable[[Callable[..., list[Sequence[Any]]]], T]) -> T:
         """Run ``body(run)`` inside one transaction (``run(sql, **params)`` runs a statement in
-        it) and commit; any error rolls it back. No reconnect in the middle: a broken
-        connection is dropped and raised as ``Unavailable``, and the caller retries the whole."""
+        it) and commit; any error rolls it back. A connection found broken at ``BEGIN`` (the
+        database restarted since the last call) is reopened once; after that no reconnect in
+        the middle: a broken connection is dropped and raised as ``Unavailable``, and the
+        caller retries the whole."""
         from pg8000.exceptions import DatabaseError
 
         with self._lock:
-            if self._conn is None:
-                self._conn = self._connect()
+            self._begin()
             try:
-                self._conn.run("BEGIN")
                 out = body(lambda sql, **params: self._statement(sql).run(**params))
                 self._conn.run("COMMIT")
                 return out
@@ -136,6 +136,19 @@ class Postgres:
                 if isinstance(exc, Unavailable):
                     raise
                 raise _down(type(exc).__name__) from exc
+
+    def _begin(self) -> None:
+        """``BEGIN`` on the connection, reopening it once if it is broken (nothing ran yet)."""
+        for attempt in (1, 2):
+            if self._conn is None:
+                self._conn = self._connect()
+            try:
+                self._conn.run("BEGIN")
+                return
+            except Exception as exc:
+                self._drop()
+                if attempt == 2:
+                    raise _down(type(exc).__name__) from exc
 
     def _rollback(self) -> None:
         try:
